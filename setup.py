@@ -1,0 +1,49 @@
+"""spade-tf: SPADE / GauGAN semantic image synthesis for TensorFlow 2 and Keras 3."""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+ROOT = Path(__file__).parent
+
+
+def read_version() -> str:
+    for line in (ROOT / "spade_tf" / "__init__.py").read_text().splitlines():
+        if line.startswith("__version__"):
+            return line.split("=")[1].strip().strip('"')
+    raise RuntimeError("spade_tf/__init__.py has no __version__")
+
+
+setup(
+    name="spade-tf",
+    version=read_version(),
+    description="SPADE / GauGAN semantic image synthesis for TensorFlow 2 and Keras 3",
+    long_description=(ROOT / "README.md").read_text(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["spade_tf*", "tfrecords_tools*", "serving*"]),
+    install_requires=[
+        # tensorflow-serving-api 2.21 needs the full tensorflow distribution.
+        "tensorflow==2.21.0",
+        # Keras 3.15 is what the code and its multi-worker workaround are tested on.
+        "keras>=3.15,<3.16",
+        "tensorflow-serving-api==2.21.0",
+        "grpcio>=1.60",
+        "grpcio-health-checking>=1.60",
+        "numpy>=1.26",
+        "Pillow>=10.0",
+        "PyYAML>=6.0",
+    ],
+    extras_require={
+        "test": ["pytest>=8.0", "pytest-timeout>=2.3", "ruff==0.17.6"],
+        # Only for reading the reference's PyTorch checkpoints; never a runtime need.
+        "convert": ["torch>=2.1"],
+    },
+    entry_points={"console_scripts": []},
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Framework :: TensorFlow",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)

@@ -1,0 +1,312 @@
+"""Experiment configuration: frozen dataclasses loaded from YAML with overrides.
+
+One YAML file per dataset or experiment (``configs/*.yaml``) holds up to four
+sections, ``model``, ``data``, ``train`` and ``export``. Every key is checked:
+an unknown key or a value of the wrong type stops loading with a message that
+names the key. Overrides use dotted keys, as on the command line::
+
+    load_config("configs/ade20k.yaml", ["model.base_filters=32"])
+
+Names follow this project's conventions; people coming from the reference
+implementation can read ``REFERENCE_OPTION_NAMES`` for the mapping.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from spade_tf.geometry import NORM_TYPES, generator_geometry
+
+PREPROCESS_MODES = ("resize_and_crop", "fixed", "scale_width_and_crop", "none")
+GAN_MODES = ("hinge", "least_squares", "original", "wasserstein")
+
+# Our key -> the reference implementation's command-line option.
+REFERENCE_OPTION_NAMES = {
+    "model.num_classes": "label_nc",
+    "model.use_dontcare_label": "contain_dontcare_label",
+    "model.use_instance_edges": "not no_instance",
+    "model.crop_size": "crop_size",
+    "model.aspect_ratio": "aspect_ratio",
+    "model.num_upsampling_layers": "num_upsampling_layers",
+    "model.base_filters": "ngf",
+    "model.use_vae": "use_vae",
+    "model.latent_dim": "z_dim",
+    "model.norm_type": "norm_G (spadesyncbatch3x3 -> sync_batch)",
+    "model.use_spectral_norm": "norm_G (spectral...)",
+    "model.disc_filters": "ndf",
+    "model.num_discriminators": "num_D",
+    "model.disc_layers": "n_layers_D",
+    "data.load_size": "load_size",
+    "data.preprocess": "preprocess_mode",
+    "data.flip": "not no_flip",
+    "train.batch_size": "batchSize",
+    "train.g_learning_rate": "lr / 2 with TTUR",
+    "train.d_learning_rate": "lr * 2 with TTUR",
+    "train.decay_epochs": "niter_decay",
+    "train.feature_matching_weight": "lambda_feat",
+    "train.vgg_weight": "lambda_vgg",
+    "train.kl_weight": "lambda_kld",
+}
+
+
+class ConfigError(ValueError):
+    """A configuration value or key is invalid; the message names the key."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of the generator, discriminator and encoder."""
+
+    num_classes: int = 8
+    use_dontcare_label: bool = False
+    dontcare_label: int = 255
+    use_instance_edges: bool = False
+    crop_size: int = 256
+    aspect_ratio: float = 1.0
+    num_upsampling_layers: str = "normal"
+    base_filters: int = 64
+    use_vae: bool = False
+    latent_dim: int = 256
+    norm_type: str = "sync_batch"
+    use_spectral_norm: bool = True
+    spade_hidden_filters: int = 128
+    spade_kernel_size: int = 3
+    disc_filters: int = 64
+    num_discriminators: int = 2
+    disc_layers: int = 4
+    encoder_filters: int = 64
+    encoder_input_size: int = 256
+
+    def __post_init__(self) -> None:
+        _require(self.num_classes >= 1, "model.num_classes", self.num_classes,
+                 "a positive class count (e.g. 150 for ADE20K)")
+        _require(0 <= self.dontcare_label < 2**16, "model.dontcare_label",
+                 self.dontcare_label, "a label id in 0..65535 (usually 255)")
+        _require(self.norm_type in NORM_TYPES, "model.norm_type", self.norm_type,
+                 f"one of {list(NORM_TYPES)}")
+        for key in ("base_filters", "latent_dim", "spade_hidden_filters", "disc_filters",
+                    "num_discriminators", "disc_layers", "encoder_filters"):
+            value = getattr(self, key)
+            _require(value >= 1, f"model.{key}", value, "a positive integer")
+        _require(self.encoder_input_size >= 128 and self.encoder_input_size % 64 == 0,
+                 "model.encoder_input_size", self.encoder_input_size,
+                 "a multiple of 64 of at least 128 (the encoder halves its input 6 times; "
+                 "256 in the paper)")
+        _require(self.spade_kernel_size >= 1 and self.spade_kernel_size % 2 == 1,
+                 "model.spade_kernel_size", self.spade_kernel_size,
+                 "an odd kernel size such as 3 or 5")
+        try:
+            generator_geometry(self.crop_size, self.aspect_ratio, self.num_upsampling_layers)
+        except ValueError as error:
+            raise ConfigError(f"model.{error}") from None
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """(height, width) of the generated image."""
+        return generator_geometry(self.crop_size, self.aspect_ratio,
+                                  self.num_upsampling_layers)[2:]
+
+    @property
+    def semantic_channels(self) -> int:
+        """Channels of the generator's semantic input: classes, don't-care, edges."""
+        return self.num_classes + int(self.use_dontcare_label) + int(self.use_instance_edges)
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Where the TFRecords are and how examples are preprocessed."""
+
+    path: str = ""
+    preprocess: str = "resize_and_crop"
+    load_size: int = 286
+    flip: bool = True
+    shuffle_buffer: int = 256
+    num_parallel_reads: int = 4
+
+    def __post_init__(self) -> None:
+        _require(self.preprocess in PREPROCESS_MODES, "data.preprocess", self.preprocess,
+                 f"one of {list(PREPROCESS_MODES)}")
+        _require(self.load_size >= 1, "data.load_size", self.load_size, "a positive size")
+        _require(self.shuffle_buffer >= 0, "data.shuffle_buffer", self.shuffle_buffer,
+                 "0 (no shuffling) or a positive buffer size")
+        _require(self.num_parallel_reads >= 1, "data.num_parallel_reads",
+                 self.num_parallel_reads, "a positive integer")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings; defaults are the reference's (TTUR, Adam 0 / 0.9)."""
+
+    batch_size: int = 1
+    epochs: int = 1
+    decay_epochs: int = 0
+    g_learning_rate: float = 1e-4
+    d_learning_rate: float = 4e-4
+    beta_1: float = 0.0
+    beta_2: float = 0.9
+    gan_mode: str = "hinge"
+    feature_matching_weight: float = 10.0
+    vgg_weight: float = 10.0
+    kl_weight: float = 0.05
+    vgg_weights_path: str = ""
+    mixed_precision: str = "float32"
+    jit_compile: bool = False
+    checkpoint_every_steps: int = 1000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _require(self.batch_size >= 1, "train.batch_size", self.batch_size,
+                 "a positive global batch size")
+        _require(self.epochs >= 1, "train.epochs", self.epochs, "a positive epoch count")
+        _require(0 <= self.decay_epochs <= self.epochs, "train.decay_epochs",
+                 self.decay_epochs, f"0..train.epochs ({self.epochs})")
+        _require(self.gan_mode in GAN_MODES, "train.gan_mode", self.gan_mode,
+                 f"one of {list(GAN_MODES)}")
+        _require(self.mixed_precision in ("float32", "mixed_float16", "mixed_bfloat16"),
+                 "train.mixed_precision", self.mixed_precision,
+                 "'float32', 'mixed_float16' or 'mixed_bfloat16'")
+        for key in ("g_learning_rate", "d_learning_rate", "feature_matching_weight",
+                    "vgg_weight", "kl_weight"):
+            value = getattr(self, key)
+            _require(value >= 0, f"train.{key}", value, "a non-negative number")
+        _require(self.checkpoint_every_steps >= 1, "train.checkpoint_every_steps",
+                 self.checkpoint_every_steps, "a positive step count")
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportConfig:
+    """What the served model accepts."""
+
+    max_batch_size: int = 8
+    max_pixels: int = 1024 * 1024
+
+    def __post_init__(self) -> None:
+        _require(self.max_batch_size >= 1, "export.max_batch_size", self.max_batch_size,
+                 "a positive integer")
+        _require(self.max_pixels >= 1, "export.max_pixels", self.max_pixels,
+                 "a positive integer")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """The whole experiment: one section per stage."""
+
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    export: ExportConfig = dataclasses.field(default_factory=ExportConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def _require(condition: bool, key: str, value: Any, expected: str) -> None:
+    if not condition:
+        raise ConfigError(f"{key}={value!r} is invalid: expected {expected}.")
+
+
+def _check_type(key: str, value: Any, annotation: Any) -> Any:
+    """Return ``value`` if it fits ``annotation``; ints are accepted for floats."""
+    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if annotation is bool:
+        ok = isinstance(value, bool)
+    elif annotation is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, annotation)
+    if not ok:
+        raise ConfigError(
+            f"{key}={value!r} has type {type(value).__name__}: expected {annotation.__name__}."
+        )
+    return value
+
+
+def _build_section(cls: type, section: str, values: Mapping[str, Any]) -> Any:
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"{section} must be a mapping of keys to values, got {values!r}.")
+    hints = typing.get_type_hints(cls)
+    fields = {field.name for field in dataclasses.fields(cls)}
+    checked = {}
+    for key, value in values.items():
+        if key not in fields:
+            raise ConfigError(
+                f"unknown key {section}.{key}: known keys are {', '.join(sorted(fields))}."
+            )
+        checked[key] = _check_type(f"{section}.{key}", value, hints[key])
+    return cls(**checked)
+
+
+_SECTIONS = {field.name: field for field in dataclasses.fields(Config)}
+
+
+def config_from_dict(values: Mapping[str, Any]) -> Config:
+    """Build and validate a :class:`Config` from nested mappings."""
+    values = values or {}
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"a config must be a mapping of sections, got {values!r}.")
+    unknown = set(values) - set(_SECTIONS)
+    if unknown:
+        raise ConfigError(
+            f"unknown section {sorted(unknown)[0]!r}: expected some of {list(_SECTIONS)}."
+        )
+    hints = typing.get_type_hints(Config)
+    sections = {
+        name: _build_section(hints[name], name, values.get(name) or {}) for name in _SECTIONS
+    }
+    return Config(**sections)
+
+
+def parse_override(override: str) -> tuple[list[str], Any]:
+    """Split ``"model.base_filters=32"`` into its key path and YAML-parsed value."""
+    key, sep, raw = override.partition("=")
+    path = key.strip().split(".")
+    if not sep or len(path) != 2 or not all(path):
+        raise ConfigError(
+            f"override {override!r} is malformed: expected section.key=value, "
+            "e.g. model.base_filters=32."
+        )
+    return path, yaml.safe_load(raw) if raw.strip() else ""
+
+
+def apply_overrides(values: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Return a copy of nested ``values`` with each ``section.key=value`` applied."""
+    merged = {section: dict(content or {}) for section, content in values.items()}
+    for override in overrides:
+        (section, key), value = parse_override(override)
+        merged.setdefault(section, {})[key] = value
+    return merged
+
+
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
+    """Load a YAML config (or the defaults when ``path`` is None) and apply overrides."""
+    values: Any = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist.")
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as error:
+            raise ConfigError(f"config file {path} is not valid YAML: {error}") from None
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"config file {path} must hold a mapping of sections.")
+    return config_from_dict(apply_overrides(values, overrides))
+
+
+def replace(config: Config, **sections: Mapping[str, Any]) -> Config:
+    """Return ``config`` with some keys of some sections replaced (validated again)."""
+    values = config.to_dict()
+    for section, changes in sections.items():
+        values.setdefault(section, {}).update(changes)
+    return config_from_dict(values)
+

@@ -1,0 +1,20 @@
+"""Keras layers of SPADE, importable into any Keras 3 model."""
+
+from spade_tf.layers.initializers import reference_initializer
+from spade_tf.layers.residual_block import SPADEResBlock
+from spade_tf.layers.resize import LegacyNearestResize, legacy_nearest_resize
+from spade_tf.layers.semantic import SemanticInput, instance_edges, semantic_one_hot
+from spade_tf.layers.spade import SPADE
+from spade_tf.layers.spectral_norm import SpectralNormalization
+
+__all__ = [
+    "SPADE",
+    "LegacyNearestResize",
+    "SPADEResBlock",
+    "SemanticInput",
+    "SpectralNormalization",
+    "instance_edges",
+    "legacy_nearest_resize",
+    "reference_initializer",
+    "semantic_one_hot",
+]

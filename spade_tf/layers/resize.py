@@ -1,0 +1,50 @@
+"""Resizing with the reference's conventions.
+
+PyTorch's ``F.interpolate(mode="nearest")`` (the legacy nearest the reference
+uses for label maps) reads source index ``floor(i * in / out)``, computed in
+float32. ``tf.image.resize(method="nearest")`` uses half-pixel centres instead
+and picks a different pixel almost everywhere when downsampling, so label maps
+are resized here with an explicit gather.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+
+def legacy_nearest_indices(in_size, out_size):
+    """Source indices ``min(floor(i * (in / out)), in - 1)`` in float32, as PyTorch does."""
+    scale = tf.cast(in_size, tf.float32) / tf.cast(out_size, tf.float32)
+    index = tf.floor(tf.cast(tf.range(out_size), tf.float32) * scale)
+    return tf.minimum(tf.cast(index, tf.int32), tf.cast(in_size, tf.int32) - 1)
+
+
+def legacy_nearest_resize(images, size):
+    """Resize NHWC ``images`` to ``size`` = (height, width) with legacy nearest."""
+    shape = tf.shape(images)
+    height, width = size
+    rows = legacy_nearest_indices(shape[1], height)
+    cols = legacy_nearest_indices(shape[2], width)
+    return tf.gather(tf.gather(images, rows, axis=1), cols, axis=2)
+
+
+@keras.saving.register_keras_serializable(package="spade_tf")
+class LegacyNearestResize(keras.layers.Layer):
+    """Resizes NHWC maps to a fixed (height, width) with PyTorch's legacy nearest."""
+
+    def __init__(self, height: int, width: int, **kwargs):
+        super().__init__(**kwargs)
+        self.height = height
+        self.width = width
+
+    def call(self, inputs):
+        return legacy_nearest_resize(inputs, (self.height, self.width))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.height, self.width, input_shape[-1])
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update({"height": self.height, "width": self.width})
+        return config

@@ -1,0 +1,145 @@
+"""The multi-scale PatchGAN discriminator of pix2pixHD / SPADE."""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from spade_tf.layers.residual_block import LEAKY_RELU_SLOPE, maybe_spectral
+from spade_tf.layers.spade import check_norm_type, parameter_free_norm, reference_conv
+
+KERNEL_SIZE = 4
+# PyTorch pads ceil((4 - 1) / 2) = 2 pixels on every side; Keras's "same" pads
+# asymmetrically, so the padding is explicit.
+PADDING = 2
+MAX_FILTERS = 512
+
+
+@keras.saving.register_keras_serializable(package="spade_tf")
+class AveragePoolExcludingPadding(keras.layers.Layer):
+    """3x3 average pool, stride 2, 1 pixel of padding not counted in the mean.
+
+    PyTorch's ``avg_pool2d(x, 3, 2, padding=1, count_include_pad=False)``; Keras's
+    ``"same"`` pooling pads only at the end and places windows differently.
+    """
+
+    def call(self, inputs):
+        padding = [[0, 0], [1, 1], [1, 1], [0, 0]]
+        sums = ops.average_pool(ops.pad(inputs, padding), 3, 2, padding="valid")
+        ones = ops.ones_like(inputs[..., :1])
+        fraction = ops.average_pool(ops.pad(ones, padding), 3, 2, padding="valid")
+        return sums / fraction
+
+    def compute_output_shape(self, input_shape):
+        def pooled(size):
+            return None if size is None else (size - 1) // 2 + 1
+
+        return (input_shape[0], pooled(input_shape[1]), pooled(input_shape[2]), input_shape[3])
+
+
+def patch_discriminator_features(inputs, num_layers: int, base_filters: int,
+                                 use_spectral_norm: bool, norm_type: str, prefix: str) -> list:
+    """The reference's NLayerDiscriminator on a tensor: every stage's output.
+
+    Stage 0 is conv (bias) + LeakyReLU; stages 1..num_layers-1 are conv (no bias,
+    optional spectral norm) + parameter-free norm + LeakyReLU; the last stage is
+    a 1-channel conv (bias). Strides are 2 except for the last two stages.
+    """
+    features = []
+    x = inputs
+    filters = base_filters
+    for stage in range(num_layers + 1):
+        name = f"{prefix}model{stage}"
+        stride = 2 if stage == 0 or stage < num_layers - 1 else 1
+        x = keras.layers.ZeroPadding2D(PADDING, name=f"{name}_pad")(x)
+        if stage == 0:
+            x = reference_conv(filters, KERNEL_SIZE, f"{name}_conv", strides=stride,
+                               padding="valid")(x)
+        elif stage < num_layers:
+            filters = min(filters * 2, MAX_FILTERS)
+            conv = reference_conv(filters, KERNEL_SIZE, f"{name}_conv", use_bias=False,
+                                  strides=stride, padding="valid")
+            x = maybe_spectral(conv, use_spectral_norm)(x)
+            x = parameter_free_norm(norm_type, f"{name}_norm")(x)
+        else:
+            x = reference_conv(1, KERNEL_SIZE, f"{name}_conv", padding="valid")(x)
+        if stage < num_layers:
+            x = keras.layers.LeakyReLU(LEAKY_RELU_SLOPE, name=f"{name}_activation")(x)
+        features.append(x)
+    return features
+
+
+@keras.saving.register_keras_serializable(package="spade_tf")
+class MultiScaleDiscriminator(keras.Model):
+    """PatchGAN discriminators on the input at 1, 1/2, 1/4 ... of its size.
+
+    Inputs (a dict): ``"semantic"`` [B, H, W, semantic_channels] and ``"image"``
+    [B, H, W, 3], concatenated in that order as the reference does. Output: one
+    list per scale of every stage's features (``num_layers + 1`` tensors); the
+    last of each list is the patch logits map. Feature matching uses the others.
+    Between scales the input is average-pooled 3x3 with stride 2, excluding padding.
+
+    Args:
+        semantic_channels: channels of the semantic map.
+        num_discriminators: number of scales (2 in the paper).
+        num_layers: strided conv stages per scale (4 in the paper).
+        base_filters: filters of the first conv (64), doubled per stage up to 512.
+        use_spectral_norm: spectral norm on the normalized convs (the default).
+        norm_type: their parameter-free norm (``"instance"`` in the paper).
+        image_channels: channels of the image (3).
+    """
+
+    def __init__(
+        self,
+        semantic_channels: int,
+        num_discriminators: int = 2,
+        num_layers: int = 4,
+        base_filters: int = 64,
+        use_spectral_norm: bool = True,
+        norm_type: str = "instance",
+        image_channels: int = 3,
+        **kwargs,
+    ):
+        if semantic_channels < 1 or num_discriminators < 1 or num_layers < 1:
+            raise ValueError(
+                f"semantic_channels={semantic_channels}, num_discriminators="
+                f"{num_discriminators}, num_layers={num_layers}: expected positive values."
+            )
+        check_norm_type(norm_type)
+        semantic = keras.Input((None, None, semantic_channels), name="semantic")
+        image = keras.Input((None, None, image_channels), name="image")
+        x = keras.layers.Concatenate(name="semantic_and_image")([semantic, image])
+        outputs = []
+        for scale in range(num_discriminators):
+            outputs.append(patch_discriminator_features(
+                x, num_layers, base_filters, use_spectral_norm, norm_type,
+                prefix=f"discriminator_{scale}_",
+            ))
+            if scale < num_discriminators - 1:
+                x = AveragePoolExcludingPadding(name=f"downsample_{scale}")(x)
+        super().__init__(inputs={"semantic": semantic, "image": image}, outputs=outputs,
+                         **kwargs)
+        self.semantic_channels = semantic_channels
+        self.num_discriminators = num_discriminators
+        self.num_layers = num_layers
+        self.base_filters = base_filters
+        self.use_spectral_norm = use_spectral_norm
+        self.norm_type = norm_type
+        self.image_channels = image_channels
+
+    def get_config(self) -> dict:
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "semantic_channels": self.semantic_channels,
+            "num_discriminators": self.num_discriminators,
+            "num_layers": self.num_layers,
+            "base_filters": self.base_filters,
+            "use_spectral_norm": self.use_spectral_norm,
+            "norm_type": self.norm_type,
+            "image_channels": self.image_channels,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict, custom_objects=None):
+        return cls(**config)

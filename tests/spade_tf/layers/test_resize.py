@@ -1,0 +1,34 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from spade_tf.layers import LegacyNearestResize, legacy_nearest_resize
+from spade_tf.layers.resize import legacy_nearest_indices
+
+
+@pytest.mark.parametrize("in_size, out_size, expected", [
+    (10, 4, [0, 2, 5, 7]),      # floor(i * 2.5)
+    (7, 3, [0, 2, 4]),          # floor(i * 7/3)
+    (3, 7, [0, 0, 0, 1, 1, 2, 2]),
+    (4, 8, [0, 0, 1, 1, 2, 2, 3, 3]),
+    (256, 4, [0, 64, 128, 192]),
+    (5, 5, [0, 1, 2, 3, 4]),
+])
+def test_source_index_is_floor_of_i_times_in_over_out(in_size, out_size, expected):
+    assert legacy_nearest_indices(in_size, out_size).numpy().tolist() == expected
+
+
+def test_known_map_and_difference_from_half_pixel_nearest():
+    image = np.arange(8 * 8, dtype=np.float32).reshape(1, 8, 8, 1)
+    resized = legacy_nearest_resize(tf.constant(image), (2, 2)).numpy()[0, :, :, 0]
+    # Rows and columns 0 and 4: the top-left pixel of each 4x4 cell.
+    np.testing.assert_array_equal(resized, [[0, 4], [32, 36]])
+    half_pixel = tf.image.resize(image, (2, 2), method="nearest").numpy()[0, :, :, 0]
+    assert not np.array_equal(resized, half_pixel)
+
+
+def test_layer_resizes_to_fixed_size_and_keeps_config():
+    layer = LegacyNearestResize(3, 5)
+    out = layer(tf.zeros((2, 10, 20, 4)))
+    assert out.shape == (2, 3, 5, 4)
+    assert LegacyNearestResize.from_config(layer.get_config()).get_config() == layer.get_config()

@@ -1,0 +1,121 @@
+"""Tiny networks: contract, numerics of the special ops, XLA, and argument errors."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from contract import check_model_contract
+
+from spade_tf.config import ModelConfig
+from spade_tf.models import (
+    AveragePoolExcludingPadding,
+    MultiScaleDiscriminator,
+    SPADEGenerator,
+    VAEEncoder,
+    build_generator,
+)
+
+TINY = {"semantic_channels": 5, "crop_size": 64, "base_filters": 4,
+        "spade_hidden_filters": 8, "latent_dim": 8}
+
+
+def _semantic(batch=2, height=64, width=64, channels=5):
+    ids = np.random.randint(0, channels, (batch, height, width))
+    return tf.one_hot(ids, channels)
+
+
+@pytest.mark.parametrize("use_vae", [False, True])
+def test_generator_contract(use_vae, tmp_path):
+    generator = SPADEGenerator(use_vae=use_vae, **TINY)
+    inputs = {"semantic": _semantic()}
+    if use_vae:
+        inputs["latent"] = tf.random.normal((2, 8))
+    # 1 fc conv or dense (2) + head/middle blocks (3 x 16) + 4 up blocks (4 x 23) + conv_img (2)
+    check_model_contract(generator, inputs, tmp_path, expected_trainable_weights=144,
+                         expected_output_shapes=[(2, 64, 64, 3)])
+
+
+@pytest.mark.parametrize("mode, height, width, aspect", [
+    ("normal", 64, 64, 1.0), ("more", 64, 128, 2.0), ("most", 128, 128, 1.0)])
+def test_generator_upsampling_modes(mode, height, width, aspect):
+    generator = SPADEGenerator(5, crop_size=width, aspect_ratio=aspect,
+                               num_upsampling_layers=mode, base_filters=4,
+                               spade_hidden_filters=4)
+    image = generator({"semantic": _semantic(1, height, width)})
+    assert image.shape == (1, height, width, 3)
+    assert np.abs(image.numpy()).max() <= 1.0
+    assert (generator.get_layer("up_4") is not None) if mode == "most" else True
+    upsamplings = [layer for layer in generator.layers
+                   if isinstance(layer, keras.layers.UpSampling2D)]
+    assert len(upsamplings) == {"normal": 5, "more": 6, "most": 7}[mode]
+
+
+def test_vae_generator_reshapes_the_dense_output_in_nchw_order():
+    generator = SPADEGenerator(use_vae=True, **TINY)
+    dense = generator.get_layer("fc")
+    latent = tf.random.normal((1, 8))
+    start = keras.Model(generator.inputs, generator.get_layer("fc_to_nhwc").output)
+    nhwc = start({"semantic": _semantic(1), "latent": latent}).numpy()
+    flat = (latent @ dense.kernel + dense.bias).numpy()
+    np.testing.assert_allclose(nhwc, flat.reshape(1, 64, 2, 2).transpose(0, 2, 3, 1), atol=1e-6)
+
+
+def test_generator_xla_matches_eager():
+    generator = build_generator(ModelConfig(num_classes=4, crop_size=64, base_filters=4,
+                                            spade_hidden_filters=8))
+    inputs = {"semantic": _semantic(2, channels=4)}
+    eager = generator(inputs, training=False).numpy()
+    compiled = tf.function(lambda x: generator(x, training=False), jit_compile=True)
+    np.testing.assert_allclose(compiled(inputs).numpy(), eager, atol=1e-5)
+
+
+def test_discriminator_contract(tmp_path):
+    discriminator = MultiScaleDiscriminator(5, num_layers=3, base_filters=4)
+    inputs = {"semantic": _semantic(2, 32, 32), "image": tf.random.normal((2, 32, 32, 3))}
+    shapes = [(2, 17, 17, 4), (2, 9, 9, 8), (2, 10, 10, 16), (2, 11, 11, 1),
+              (2, 9, 9, 4), (2, 5, 5, 8), (2, 6, 6, 16), (2, 7, 7, 1)]
+    check_model_contract(discriminator, inputs, tmp_path, expected_trainable_weights=2 * 6,
+                         expected_output_shapes=shapes)
+
+
+def test_average_pool_excludes_padding_from_the_mean():
+    x = np.random.randn(1, 5, 6, 2).astype(np.float32)
+    pooled = AveragePoolExcludingPadding()(tf.constant(x)).numpy()
+    assert pooled.shape == (1, 3, 3, 2)
+    for i in range(3):
+        for j in range(3):
+            window = x[0, max(2 * i - 1, 0):2 * i + 2, max(2 * j - 1, 0):2 * j + 2]
+            np.testing.assert_allclose(pooled[0, i, j], window.mean(axis=(0, 1)), atol=1e-6)
+
+
+def test_encoder_contract(tmp_path):
+    encoder = VAEEncoder(base_filters=4, latent_dim=8, input_size=128)
+    # Any input size: the encoder resizes to input_size first.
+    check_model_contract(encoder, tf.random.normal((2, 48, 80, 3)), tmp_path,
+                         expected_trainable_weights=6 + 4,
+                         expected_output_shapes=[(2, 8), (2, 8)])
+
+
+def test_encoder_resize_is_identity_at_its_input_size():
+    encoder = VAEEncoder(base_filters=4, latent_dim=8, input_size=128)
+    x = tf.random.normal((1, 128, 128, 3))
+    resized = keras.Model(encoder.inputs, encoder.get_layer("resize").output)(x)
+    np.testing.assert_allclose(resized.numpy(), x.numpy(), atol=1e-6)
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    ({"crop_size": 100}, "crop_size=100 cannot be upsampled to"),
+    ({"num_upsampling_layers": "many"}, "num_upsampling_layers='many' is unknown"),
+    ({"semantic_channels": 0}, "semantic_channels=0"),
+    ({"norm_type": "group"}, "norm_type='group'"),
+])
+def test_generator_argument_errors(kwargs, words):
+    with pytest.raises(ValueError, match=words):
+        SPADEGenerator(**{**TINY, **kwargs})
+
+
+def test_encoder_and_discriminator_argument_errors():
+    with pytest.raises(ValueError, match="input_size=100"):
+        VAEEncoder(input_size=100)
+    with pytest.raises(ValueError, match="num_discriminators=0"):
+        MultiScaleDiscriminator(5, num_discriminators=0)

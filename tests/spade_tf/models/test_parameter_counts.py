@@ -1,0 +1,55 @@
+"""Full-size networks: counts and shapes must equal the reference's to the unit."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from spade_tf.config import ModelConfig
+from spade_tf.models import build_discriminator, build_encoder, build_generator
+
+CITYSCAPES = {"num_classes": 35, "use_instance_edges": True, "crop_size": 512,
+              "aspect_ratio": 2.0}
+ADE20K = {"num_classes": 150, "use_dontcare_label": True}
+COCO_STUFF = {"num_classes": 182, "use_dontcare_label": True, "use_instance_edges": True}
+
+
+def _count(model) -> int:
+    return sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+
+
+@pytest.mark.parametrize("settings, mode, channels, generator, generator_vae", [
+    (CITYSCAPES, "more", 36, 93_048_003, 101_136_579),
+    (CITYSCAPES, "normal", 36, 93_048_003, 126_400_707),
+    (ADE20K, "normal", 151, 96_492_483, 111_942_595),
+    (COCO_STUFF, "normal", 184, 97_480_899, 112_626_883),
+])
+def test_generator_counts(settings, mode, channels, generator, generator_vae):
+    config = ModelConfig(num_upsampling_layers=mode, **settings)
+    assert config.semantic_channels == channels
+    assert _count(build_generator(config)) == generator
+    assert _count(build_generator(ModelConfig(num_upsampling_layers=mode, use_vae=True,
+                                              **settings))) == generator_vae
+
+
+@pytest.mark.parametrize("settings, discriminator", [
+    (CITYSCAPES, 5_601_410), (ADE20K, 5_836_930), (COCO_STUFF, 5_904_514),
+])
+def test_discriminator_counts(settings, discriminator):
+    assert _count(build_discriminator(ModelConfig(**settings))) == discriminator
+
+
+def test_encoder_count():
+    assert _count(build_encoder(ModelConfig())) == 10_463_424
+
+
+@pytest.mark.parametrize("height, width, expected", [
+    (256, 256, [(35, 35), (19, 19)]),
+    (256, 512, [(35, 67), (19, 35)]),
+])
+def test_discriminator_output_shapes(height, width, expected):
+    discriminator = build_discriminator(ModelConfig(**CITYSCAPES))
+    outputs = discriminator({"semantic": tf.zeros((1, height, width, 36)),
+                             "image": tf.zeros((1, height, width, 3))})
+    assert [tuple(scale[-1].shape[1:3]) for scale in outputs] == expected
+    assert [len(scale) for scale in outputs] == [5, 5]
+    assert all(scale[-1].shape[-1] == 1 for scale in outputs)

@@ -1,0 +1,1 @@
+"""Dataset folders -> sharded TFRecords for spade-tf, checked on the way in."""
