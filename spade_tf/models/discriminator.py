@@ -7,6 +7,7 @@ from keras import ops
 
 from spade_tf.layers.residual_block import LEAKY_RELU_SLOPE, maybe_spectral
 from spade_tf.layers.spade import check_norm_type, parameter_free_norm, reference_conv
+from spade_tf.models.base import ConfiguredModel
 
 KERNEL_SIZE = 4
 # PyTorch pads ceil((4 - 1) / 2) = 2 pixels on every side; Keras's "same" pads
@@ -70,7 +71,7 @@ def patch_discriminator_features(inputs, num_layers: int, base_filters: int,
 
 
 @keras.saving.register_keras_serializable(package="spade_tf")
-class MultiScaleDiscriminator(keras.Model):
+class MultiScaleDiscriminator(ConfiguredModel):
     """PatchGAN discriminators on the input at 1, 1/2, 1/4 ... of its size.
 
     Inputs (a dict): ``"semantic"`` [B, H, W, semantic_channels] and ``"image"``
@@ -88,6 +89,16 @@ class MultiScaleDiscriminator(keras.Model):
         norm_type: their parameter-free norm (``"instance"`` in the paper).
         image_channels: channels of the image (3).
     """
+
+    config_keys = (
+        "semantic_channels",
+        "num_discriminators",
+        "num_layers",
+        "base_filters",
+        "use_spectral_norm",
+        "norm_type",
+        "image_channels",
+    )
 
     def __init__(
         self,
@@ -126,20 +137,3 @@ class MultiScaleDiscriminator(keras.Model):
         self.use_spectral_norm = use_spectral_norm
         self.norm_type = norm_type
         self.image_channels = image_channels
-
-    def get_config(self) -> dict:
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "semantic_channels": self.semantic_channels,
-            "num_discriminators": self.num_discriminators,
-            "num_layers": self.num_layers,
-            "base_filters": self.base_filters,
-            "use_spectral_norm": self.use_spectral_norm,
-            "norm_type": self.norm_type,
-            "image_channels": self.image_channels,
-        }
-
-    @classmethod
-    def from_config(cls, config: dict, custom_objects=None):
-        return cls(**config)

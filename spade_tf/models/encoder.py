@@ -7,12 +7,13 @@ import keras
 from spade_tf.layers.initializers import reference_initializer
 from spade_tf.layers.residual_block import LEAKY_RELU_SLOPE, maybe_spectral
 from spade_tf.layers.spade import check_norm_type, parameter_free_norm, reference_conv
+from spade_tf.models.base import ConfiguredModel
 
 NUM_STAGES = 6
 
 
 @keras.saving.register_keras_serializable(package="spade_tf")
-class VAEEncoder(keras.Model):
+class VAEEncoder(ConfiguredModel):
     """Image in [-1, 1] -> ``{"mean", "log_variance"}`` of a ``latent_dim`` Gaussian.
 
     The photo is resized (bilinear, half-pixel centres as PyTorch's
@@ -29,6 +30,14 @@ class VAEEncoder(keras.Model):
         use_spectral_norm: spectral norm on the six convs (the default).
         norm_type: their parameter-free norm (``"instance"`` in the paper).
     """
+
+    config_keys = (
+        "base_filters",
+        "latent_dim",
+        "input_size",
+        "use_spectral_norm",
+        "norm_type",
+    )
 
     def __init__(self, base_filters: int = 64, latent_dim: int = 256, input_size: int = 256,
                  use_spectral_norm: bool = True, norm_type: str = "instance", **kwargs):
@@ -67,18 +76,3 @@ class VAEEncoder(keras.Model):
         self.input_size = input_size
         self.use_spectral_norm = use_spectral_norm
         self.norm_type = norm_type
-
-    def get_config(self) -> dict:
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "base_filters": self.base_filters,
-            "latent_dim": self.latent_dim,
-            "input_size": self.input_size,
-            "use_spectral_norm": self.use_spectral_norm,
-            "norm_type": self.norm_type,
-        }
-
-    @classmethod
-    def from_config(cls, config: dict, custom_objects=None):
-        return cls(**config)

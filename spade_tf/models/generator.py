@@ -9,10 +9,11 @@ from spade_tf.layers.initializers import reference_initializer
 from spade_tf.layers.residual_block import LEAKY_RELU_SLOPE, SPADEResBlock
 from spade_tf.layers.resize import LegacyNearestResize
 from spade_tf.layers.spade import check_norm_type, reference_conv
+from spade_tf.models.base import ConfiguredModel
 
 
 @keras.saving.register_keras_serializable(package="spade_tf")
-class SPADEGenerator(keras.Model):
+class SPADEGenerator(ConfiguredModel):
     """Semantic map (and, with a VAE, a style latent) -> RGB image in [-1, 1].
 
     Inputs (a dict): ``"semantic"``, float [B, H, W, semantic_channels] (the
@@ -39,6 +40,20 @@ class SPADEGenerator(keras.Model):
         norm_type, use_spectral_norm, spade_hidden_filters, spade_kernel_size: as
             in :class:`~spade_tf.layers.SPADEResBlock`.
     """
+
+    config_keys = (
+        "semantic_channels",
+        "crop_size",
+        "aspect_ratio",
+        "num_upsampling_layers",
+        "base_filters",
+        "use_vae",
+        "latent_dim",
+        "norm_type",
+        "use_spectral_norm",
+        "spade_hidden_filters",
+        "spade_kernel_size",
+    )
 
     def __init__(
         self,
@@ -120,24 +135,3 @@ class SPADEGenerator(keras.Model):
         self.spade_kernel_size = spade_kernel_size
         self.image_height = height
         self.image_width = width
-
-    def get_config(self) -> dict:
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "semantic_channels": self.semantic_channels,
-            "crop_size": self.crop_size,
-            "aspect_ratio": self.aspect_ratio,
-            "num_upsampling_layers": self.num_upsampling_layers,
-            "base_filters": self.base_filters,
-            "use_vae": self.use_vae,
-            "latent_dim": self.latent_dim,
-            "norm_type": self.norm_type,
-            "use_spectral_norm": self.use_spectral_norm,
-            "spade_hidden_filters": self.spade_hidden_filters,
-            "spade_kernel_size": self.spade_kernel_size,
-        }
-
-    @classmethod
-    def from_config(cls, config: dict, custom_objects=None):
-        return cls(**config)

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import tensorflow as tf
+from contract import check_layer_contract
 
 from spade_tf.layers import LegacyNearestResize, legacy_nearest_resize
 from spade_tf.layers.resize import legacy_nearest_indices
@@ -27,8 +28,7 @@ def test_known_map_and_difference_from_half_pixel_nearest():
     assert not np.array_equal(resized, half_pixel)
 
 
-def test_layer_resizes_to_fixed_size_and_keeps_config():
-    layer = LegacyNearestResize(3, 5)
-    out = layer(tf.zeros((2, 10, 20, 4)))
-    assert out.shape == (2, 3, 5, 4)
-    assert LegacyNearestResize.from_config(layer.get_config()).get_config() == layer.get_config()
+def test_layer_contract(tmp_path):
+    check_layer_contract(lambda: LegacyNearestResize(3, 5), (tf.random.normal((2, 10, 20, 4)),),
+                         tmp_path, expected_trainable_weights=0,
+                         expected_output_shape=(2, 3, 5, 4))
