@@ -40,7 +40,11 @@ setup(
         # Only for reading the reference's PyTorch checkpoints; never a runtime need.
         "convert": ["torch>=2.1"],
     },
-    entry_points={"console_scripts": []},
+    entry_points={
+        "console_scripts": [
+            "spade-convert-torch=spade_tf.convert.cli:main",
+        ],
+    },
     classifiers=[
         "Programming Language :: Python :: 3",
         "Framework :: TensorFlow",

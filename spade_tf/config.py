@@ -88,6 +88,9 @@ class ModelConfig:
                  "a positive class count (e.g. 150 for ADE20K)")
         _require(0 <= self.dontcare_label < 2**16, "model.dontcare_label",
                  self.dontcare_label, "a label id in 0..65535 (usually 255)")
+        _require(not self.use_dontcare_label or self.dontcare_label >= self.num_classes,
+                 "model.dontcare_label", self.dontcare_label,
+                 f"an id outside the classes 0..{self.num_classes - 1} (usually 255)")
         _require(self.norm_type in NORM_TYPES, "model.norm_type", self.norm_type,
                  f"one of {list(NORM_TYPES)}")
         for key in ("base_filters", "latent_dim", "spade_hidden_filters", "disc_filters",

@@ -97,6 +97,11 @@ class SemanticInput(keras.layers.Layer):
         super().__init__(**kwargs)
         if num_classes < 1:
             raise ValueError(f"num_classes={num_classes}: expected a positive class count.")
+        if use_dontcare_label and 0 <= dontcare_label < num_classes:
+            raise ValueError(
+                f"dontcare_label={dontcare_label} is also a class id (0..{num_classes - 1}): "
+                "use an id outside the classes, usually 255."
+            )
         self.num_classes = num_classes
         self.use_dontcare_label = use_dontcare_label
         self.dontcare_label = dontcare_label

@@ -38,10 +38,11 @@ def test_overrides_apply_with_yaml_types(configs_dir):
     ("model.num_classes=-3", "model.num_classes=-3 is invalid"),
     ("model.crop_size=100", "model.crop_size=100 cannot be upsampled to"),
     ("model.base_filters", "malformed"),
+    ("model.dontcare_label=3", "model.dontcare_label=3 is invalid: expected an id outside"),
 ])
 def test_bad_values_name_the_key(override, words, configs_dir):
     with pytest.raises(ConfigError) as error:
-        load_config(configs_dir / "demo.yaml", [override])
+        load_config(configs_dir / "demo.yaml", ["model.use_dontcare_label=true", override])
     message = str(error.value)
     assert words in message
     assert "\n" not in message

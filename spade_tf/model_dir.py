@@ -1,0 +1,113 @@
+"""The saved-model folder that converter, trainer and exporter share.
+
+A model folder holds ``config.yaml`` (the resolved configuration, including the
+settings weights cannot tell, such as the class count and the upsampling mode)
+and one ``.keras`` file per network: ``generator.keras`` always,
+``discriminator.keras`` and ``encoder.keras`` when present. Folders are written
+atomically: everything goes to a hidden sibling first and is renamed into place
+only when complete, so a failure never leaves a half-written model behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import keras
+
+from spade_tf.config import Config, load_config
+
+CONFIG_FILE = "config.yaml"
+NETWORK_FILES = {
+    "generator": "generator.keras",
+    "discriminator": "discriminator.keras",
+    "encoder": "encoder.keras",
+}
+
+
+class ModelDirError(ValueError):
+    """A model folder is missing, incomplete, or would overwrite something."""
+
+
+@dataclasses.dataclass
+class ModelDir:
+    """The contents of a model folder."""
+
+    config: Config
+    generator: keras.Model
+    discriminator: keras.Model | None = None
+    encoder: keras.Model | None = None
+
+
+@contextlib.contextmanager
+def atomic_directory(target: str | os.PathLike, overwrite: bool = False):
+    """Yield a temporary sibling folder that replaces ``target`` on success.
+
+    On an exception the temporary folder is removed and ``target`` is untouched.
+    An existing non-empty ``target`` is refused unless ``overwrite`` is true.
+    """
+    target = Path(target)
+    if target.exists() and not target.is_dir():
+        raise ModelDirError(f"{target} exists and is not a folder.")
+    if target.is_dir() and any(target.iterdir()) and not overwrite:
+        raise ModelDirError(
+            f"{target} already exists and is not empty: choose another folder or allow "
+            "overwriting (--overwrite)."
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        yield staging
+        if target.exists():
+            retired = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+            os.replace(target, retired / target.name)
+            os.replace(staging, target)
+            shutil.rmtree(retired, ignore_errors=True)
+        else:
+            os.replace(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def write_model_dir(folder: str | os.PathLike, model: ModelDir) -> None:
+    """Write ``model`` into an existing (staging) folder."""
+    folder = Path(folder)
+    (folder / CONFIG_FILE).write_text(model.config.to_yaml())
+    for name, filename in NETWORK_FILES.items():
+        network = getattr(model, name)
+        if network is not None:
+            network.save(folder / filename)
+
+
+def save_model_dir(target: str | os.PathLike, model: ModelDir, overwrite: bool = False) -> Path:
+    """Write ``model`` to ``target`` atomically; returns the folder."""
+    with atomic_directory(target, overwrite=overwrite) as staging:
+        write_model_dir(staging, model)
+    return Path(target)
+
+
+def load_model_dir(folder: str | os.PathLike, networks: tuple[str, ...] = tuple(NETWORK_FILES),
+                   ) -> ModelDir:
+    """Load the config and those of ``networks`` the folder has (the generator is required)."""
+    import spade_tf.layers  # noqa: F401  (registers the custom layers for deserialization)
+    import spade_tf.models  # noqa: F401
+
+    folder = Path(folder)
+    if not (folder / CONFIG_FILE).is_file() or not (folder / NETWORK_FILES["generator"]).is_file():
+        raise ModelDirError(
+            f"{folder} is not a spade-tf model folder: expected {CONFIG_FILE} and "
+            f"{NETWORK_FILES['generator']} in it (written by spade-train or spade-convert-torch)."
+        )
+    loaded = {}
+    for name in networks:
+        path = folder / NETWORK_FILES[name]
+        if path.is_file():
+            loaded[name] = keras.saving.load_model(path, compile=False)
+    if "generator" not in loaded:
+        raise ModelDirError(f"load_model_dir needs the generator; asked for {networks}.")
+    return ModelDir(config=load_config(folder / CONFIG_FILE), **loaded)

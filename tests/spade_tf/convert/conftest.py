@@ -1,0 +1,19 @@
+"""Fixtures for the converter tests: PyTorch reference networks saved as state_dicts."""
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import torch_reference as reference  # noqa: E402
+
+
+@pytest.fixture
+def save(tmp_path):
+    """save(network, name, data_parallel=False) -> path of its state_dict file."""
+
+    def _save(network, name: str, data_parallel: bool = False):
+        path = tmp_path / name
+        reference.save_state_dict(network, str(path), data_parallel=data_parallel)
+        return path
+
+    return _save
