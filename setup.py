@@ -43,6 +43,7 @@ setup(
     entry_points={
         "console_scripts": [
             "spade-convert-torch=spade_tf.convert.cli:main",
+            "spade-tfrecords=tfrecords_tools.cli:main",
         ],
     },
     classifiers=[

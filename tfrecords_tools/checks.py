@@ -1,0 +1,120 @@
+"""Per-example work, run in worker processes: decode, check, re-encode maps.
+
+Pure Pillow + numpy (no TensorFlow), so workers start fast and fork/spawn safely.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from tfrecords_tools.datasets import LabelRule, Pair
+
+MAX_MAP_ID = 2**16 - 1
+
+
+class BadPair(ValueError):
+    """This example cannot be used; the message names the file and the reason."""
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckedPair:
+    key: str
+    height: int
+    width: int
+    class_counts: np.ndarray  # pixels per valid id (don't-care last)
+    problem: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class EncodedPair:
+    key: str
+    image_bytes: bytes
+    label_png: bytes
+    instance_png: bytes | None
+    height: int
+    width: int
+
+
+def _open_image(path) -> tuple[bytes, Image.Image]:
+    try:
+        data = path.read_bytes()
+        image = Image.open(io.BytesIO(data))
+        image.load()
+    except (OSError, UnidentifiedImageError, ValueError) as error:
+        raise BadPair(f"{path} cannot be decoded: {error}") from None
+    return data, image
+
+
+def _map_array(path) -> np.ndarray:
+    _, image = _open_image(path)
+    if image.mode not in ("L", "P", "I", "I;16", "I;16B", "I;16L", "1"):
+        raise BadPair(f"{path} is a {image.mode} image; label and instance maps must be "
+                      "single-channel (8- or 16-bit grayscale or palette) PNGs.")
+    array = np.asarray(image).astype(np.int64)
+    if array.min() < 0 or array.max() > MAX_MAP_ID:
+        raise BadPair(f"{path} has values outside 0..{MAX_MAP_ID}.")
+    return array
+
+
+def _check_ids(label: np.ndarray, rule: LabelRule, path) -> np.ndarray:
+    valid = label < rule.num_classes
+    if rule.dontcare_label is not None:
+        valid |= label == rule.dontcare_label
+    if not valid.all():
+        bad = np.unique(label[~valid])
+        raise BadPair(f"{path} has label ids {bad[:8].tolist()} outside {rule.describe()} "
+                      f"({int((~valid).sum())} pixels); check --num-classes / "
+                      "--dontcare-label or the label map.")
+    counts = np.bincount(np.minimum(label, rule.num_classes).ravel(),
+                         minlength=rule.num_classes + 1)
+    return counts
+
+
+def _load(pair: Pair, rule: LabelRule):
+    if pair.problem is not None:
+        raise BadPair(pair.problem)
+    image_bytes, image = _open_image(pair.image)
+    label = _map_array(pair.label)
+    if label.shape != (image.height, image.width):
+        raise BadPair(f"{pair.label} is {label.shape[1]}x{label.shape[0]} but its image "
+                      f"{pair.image} is {image.width}x{image.height}.")
+    instance = None
+    if pair.instance is not None:
+        instance = _map_array(pair.instance)
+        if instance.shape != label.shape:
+            raise BadPair(f"{pair.instance} is {instance.shape[1]}x{instance.shape[0]} but "
+                          f"its image {pair.image} is {image.width}x{image.height}.")
+    if image.mode not in ("RGB", "L", "RGBA", "P", "CMYK", "YCbCr"):
+        raise BadPair(f"{pair.image} has unsupported pixel mode {image.mode}.")
+    counts = _check_ids(label, rule, pair.label)
+    return image_bytes, image, label, instance, counts
+
+
+def check_pair(pair: Pair, rule: LabelRule) -> CheckedPair:
+    """Decode everything and check it; never raises for bad data (problem is set)."""
+    try:
+        _, image, _, _, counts = _load(pair, rule)
+    except BadPair as error:
+        return CheckedPair(pair.key, 0, 0, np.zeros(0, np.int64), str(error))
+    return CheckedPair(pair.key, image.height, image.width, counts)
+
+
+def png_16bit(array: np.ndarray) -> bytes:
+    """Lossless 16-bit grayscale PNG of an integer map."""
+    buffer = io.BytesIO()
+    Image.fromarray(array.astype(np.uint16)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def encode_pair(pair: Pair, rule: LabelRule) -> EncodedPair:
+    """The record fields of a (checked) pair; raises BadPair if it went bad since."""
+    image_bytes, image, label, instance, _ = _load(pair, rule)
+    return EncodedPair(
+        key=pair.key, image_bytes=image_bytes, label_png=png_16bit(label),
+        instance_png=png_16bit(instance) if instance is not None else None,
+        height=image.height, width=image.width,
+    )
