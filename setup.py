@@ -29,6 +29,8 @@ setup(
         # Keras 3.15 is what the code and its multi-worker workaround are tested on.
         "keras>=3.15,<3.16",
         "tensorflow-serving-api==2.21.0",
+        # Training logs (tf.summary needs it; tensorflow does not pull it in).
+        "tensorboard>=2.20",
         "grpcio>=1.60",
         "grpcio-health-checking>=1.60",
         "numpy>=1.26",

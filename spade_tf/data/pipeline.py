@@ -30,6 +30,7 @@ import tensorflow as tf
 from spade_tf.config import DataConfig, ModelConfig
 from spade_tf.data.manifest import DataError, check_shard_files, read_manifest
 from spade_tf.data.schema import parse_example
+from spade_tf.layers.semantic import check_label_ids
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -90,6 +91,22 @@ def _to_model_inputs(photo, label, instance, use_instances: bool) -> dict:
     return element
 
 
+def _pipeline_files(manifest, files: list[str], pipelines: int, pipeline_id: int,
+                    records_needed: int) -> tuple[list[str], bool]:
+    """This pipeline's files, and whether records still need sharding.
+
+    Whole shards per pipeline when every pipeline's shards hold enough records for an
+    epoch; otherwise every pipeline reads all shards and keeps every n-th record.
+    """
+    if pipelines == 1:
+        return files, False
+    counts = [sum(shard.num_examples for shard in manifest.shards[p::pipelines])
+              for p in range(pipelines)]
+    if len(files) >= pipelines and min(counts) >= records_needed:
+        return files[pipeline_id::pipelines], False
+    return files, True
+
+
 def make_input_fn(
     data_dir: str | os.PathLike,
     model: ModelConfig,
@@ -97,60 +114,81 @@ def make_input_fn(
     global_batch_size: int,
     augment: bool = True,
     shuffle: bool = True,
-    repeat: bool = False,
-    drop_remainder: bool = True,
     seed: int = 0,
+    start_epoch: int = 0,
+    num_epochs: int | None = 1,
+    skip_steps: int = 0,
+    drop_remainder: bool = True,
 ) -> Callable[[tf.distribute.InputContext | None], tf.data.Dataset]:
     """An ``input_fn(input_context)`` over the shards in ``data_dir``.
 
-    Checks up front that the shards exist with their recorded sizes and that the data's
-    label settings fit the model. ``drop_remainder`` keeps batch shapes static (the
-    default, as synchronized batch norm and XLA want).
+    The dataset runs ``num_epochs`` epochs (None: forever) from ``start_epoch``. Each
+    epoch's order and augmentation depend only on ``seed`` and the epoch number, and
+    with ``drop_remainder`` every epoch is exactly ``input_fn.steps_per_epoch`` global
+    batches, so training can resume at a data position: ``skip_steps`` global batches
+    of the first epoch are skipped before decoding. Checks up front that the shards
+    exist with their recorded sizes and that the data's label settings fit the model.
     """
     manifest = read_manifest(data_dir)
     manifest.check_label_settings(model.num_classes, model.use_dontcare_label,
                                   model.dontcare_label, model.use_instance_edges)
     files = [str(p) for p in check_shard_files(data_dir, manifest)]
+    steps_per_epoch = manifest.num_examples // global_batch_size
+    if drop_remainder and steps_per_epoch == 0:
+        raise DataError(f"{data_dir} has {manifest.num_examples} examples, fewer than one "
+                        f"global batch of {global_batch_size}.")
     image_size = model.image_size
+    dontcare = model.dontcare_label if model.use_dontcare_label else None
 
     def input_fn(context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
         pipelines = context.num_input_pipelines if context else 1
         pipeline_id = context.input_pipeline_id if context else 0
-        batch = context.get_per_replica_batch_size(global_batch_size) if context \
+        replica_batch = context.get_per_replica_batch_size(global_batch_size) if context \
             else global_batch_size
-        dataset = tf.data.Dataset.from_tensor_slices(files)
-        shard_files = len(files) >= pipelines
-        if shard_files and pipelines > 1:
-            dataset = dataset.shard(pipelines, pipeline_id)
-        if shuffle:
-            dataset = dataset.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
-        dataset = dataset.interleave(
-            tf.data.TFRecordDataset, cycle_length=min(data.num_parallel_reads, len(files)),
-            num_parallel_calls=AUTOTUNE, deterministic=not shuffle)
-        if not shard_files and pipelines > 1:
-            dataset = dataset.shard(pipelines, pipeline_id)
-        if shuffle and data.shuffle_buffer > 0:
-            dataset = dataset.shuffle(data.shuffle_buffer, seed=seed + pipeline_id,
-                                      reshuffle_each_iteration=True)
-        if repeat:
-            dataset = dataset.repeat()
-        # Stateless augmentation seeds, fresh on every pass over the data.
-        seeds = tf.data.Dataset.random(seed=seed + 1000 * pipeline_id,
-                                       rerandomize_each_iteration=True).batch(2)
-        dataset = tf.data.Dataset.zip((dataset, seeds))
+        pipeline_batch = global_batch_size // pipelines
+        epoch_records = steps_per_epoch * pipeline_batch if drop_remainder else -1
+        my_files, shard_records = _pipeline_files(manifest, files, pipelines, pipeline_id,
+                                                  max(epoch_records, 0))
+
+        def one_epoch(epoch):
+            epoch_seed = tf.cast(seed, tf.int64) * 1_000_003 + epoch
+            names = tf.data.Dataset.from_tensor_slices(my_files)
+            if shuffle:
+                names = names.shuffle(len(my_files), seed=epoch_seed,
+                                      reshuffle_each_iteration=False)
+            records = names.interleave(
+                tf.data.TFRecordDataset, cycle_length=min(data.num_parallel_reads, len(files)),
+                num_parallel_calls=AUTOTUNE, deterministic=True)
+            if shard_records:
+                records = records.shard(pipelines, pipeline_id)
+            if shuffle and data.shuffle_buffer > 0:
+                records = records.shuffle(data.shuffle_buffer, seed=epoch_seed + 1,
+                                          reshuffle_each_iteration=False)
+            records = records.take(epoch_records)
+            skipped = tf.where(epoch == start_epoch, tf.constant(skip_steps * pipeline_batch, tf.int64),
+                               tf.constant(0, tf.int64))
+            # (augmentation seed, record) pairs, indexed within the epoch.
+            return records.enumerate().skip(skipped).map(
+                lambda index, record: (record, tf.stack([epoch_seed, index])))
+
+        epochs = tf.data.Dataset.range(start_epoch, start_epoch + num_epochs) \
+            if num_epochs is not None else tf.data.Dataset.counter(start_epoch)
 
         def load(record, example_seed):
             example = parse_example(record)
+            example["label"] = check_label_ids(example["label"], model.num_classes, dontcare)
             photo, label, instance = preprocess(example, tf.cast(example_seed, tf.int32), data,
                                                 image_size, augment)
             return _to_model_inputs(photo, label, instance, model.use_instance_edges)
 
-        dataset = dataset.map(load, num_parallel_calls=AUTOTUNE, deterministic=not shuffle)
-        dataset = dataset.batch(batch, drop_remainder=drop_remainder)
+        dataset = epochs.flat_map(one_epoch)
+        dataset = dataset.map(load, num_parallel_calls=AUTOTUNE, deterministic=True)
+        dataset = dataset.batch(replica_batch, drop_remainder=drop_remainder)
         return dataset.prefetch(AUTOTUNE)
 
     input_fn.manifest = manifest
     input_fn.files = files
+    input_fn.steps_per_epoch = steps_per_epoch
     return input_fn
 
 
@@ -188,5 +226,5 @@ def explain_data_errors(files: list[str]):
 
 def load_dataset(data_dir: str | os.PathLike, model: ModelConfig, data: DataConfig,
                  batch_size: int, **options) -> tf.data.Dataset:
-    """The dataset of ``make_input_fn`` on one device (no strategy)."""
+    """The dataset of ``make_input_fn`` on one device (no strategy): one epoch by default."""
     return make_input_fn(data_dir, model, data, batch_size, **options)(None)

@@ -67,13 +67,15 @@ class SpectralNormalization(keras.layers.Wrapper):
         cols = 1
         for dim in kernel_shape[:-1]:
             cols *= dim
+        # Every replica computes the same u and v from the same kernel, so no cross-replica
+        # aggregation is needed when they are updated.
         self.u = self.add_weight(
             name="u", shape=(rows,), initializer=_unit_normal, trainable=False,
-            aggregation="mean", autocast=False,
+            aggregation="none", autocast=False,
         )
         self.v = self.add_weight(
             name="v", shape=(cols,), initializer=_unit_normal, trainable=False,
-            aggregation="mean", autocast=False,
+            aggregation="none", autocast=False,
         )
         super().build(input_shape)
 

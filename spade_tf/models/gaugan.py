@@ -1,0 +1,243 @@
+"""GauGAN: the trainer model that owns the generator, discriminator and encoder.
+
+``GauGAN.train_step`` does what the reference does per batch: one generator step (GAN,
+feature-matching, VGG and KL terms; the discriminator judges fake and real in one
+batch), then one discriminator step on a fresh fake from the updated generator. Losses
+are per example and reduced once over the global batch, so one step on 2 replicas
+equals one step on one device with the same global batch. Works with ``model.fit``
+under no strategy, ``MirroredStrategy`` and ``MultiWorkerMirroredStrategy``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import keras
+import tensorflow as tf
+
+from spade_tf import losses
+from spade_tf.layers.semantic import SemanticInput
+
+LOSS_NAMES = ("g_total", "g_gan", "g_feature_matching", "g_vgg", "g_kl", "d_real", "d_fake",
+              "d_total")
+
+
+def default_optimizer(learning_rate: float, beta_1: float = 0.0,
+                      beta_2: float = 0.9) -> keras.optimizers.Optimizer:
+    """The reference's Adam (beta1 0, beta2 0.9)."""
+    return keras.optimizers.Adam(learning_rate=learning_rate, beta_1=beta_1, beta_2=beta_2)
+
+
+class GauGAN(keras.Model):
+    """Semantic image synthesis GAN trained with ``fit``.
+
+    Batches are dicts with ``"label"`` int [B, H, W], ``"image"`` float [B, H, W, 3] in
+    [-1, 1] and, when the semantic input uses instance edges, ``"instance"`` int [B, H, W]
+    (what :func:`spade_tf.data.make_input_fn` yields).
+
+    Args:
+        generator, discriminator: the networks (see :mod:`spade_tf.models`).
+        semantic_input: turns label (and instance) ids into the generator's input.
+        encoder: the VAE style encoder, for generators built with ``use_vae=True``.
+        vgg_features: callable images -> five feature maps for the perceptual loss
+            (:func:`spade_tf.vgg.load_vgg_features`); needed when ``vgg_weight > 0``.
+        gan_mode: ``"hinge"`` (the reference's), ``"least_squares"``, ``"original"``,
+            ``"wasserstein"``.
+        feature_matching_weight, vgg_weight, kl_weight: the reference's 10, 10, 0.05.
+    """
+
+    def __init__(self, generator: keras.Model, discriminator: keras.Model,
+                 semantic_input: SemanticInput, encoder: keras.Model | None = None,
+                 vgg_features: Callable | None = None, gan_mode: str = "hinge",
+                 feature_matching_weight: float = 10.0, vgg_weight: float = 10.0,
+                 kl_weight: float = 0.05, **kwargs):
+        super().__init__(**kwargs)
+        if gan_mode not in losses.GAN_MODES:
+            raise ValueError(f"gan_mode={gan_mode!r} is unknown: expected one of "
+                             f"{list(losses.GAN_MODES)}.")
+        if getattr(generator, "use_vae", False) and encoder is None:
+            raise ValueError("the generator takes a style latent (use_vae=True): pass the "
+                             "VAE encoder too.")
+        if vgg_weight > 0 and vgg_features is None:
+            from spade_tf.vgg import MISSING_WEIGHTS, VGGWeightsError
+
+            raise VGGWeightsError(MISSING_WEIGHTS)
+        self.generator = generator
+        self.discriminator = discriminator
+        self.encoder = encoder
+        self.semantic_input = semantic_input
+        self.vgg_features = vgg_features
+        self.gan_mode = gan_mode
+        self.feature_matching_weight = feature_matching_weight
+        self.vgg_weight = vgg_weight
+        self.kl_weight = kl_weight
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in LOSS_NAMES}
+        self.g_optimizer = None
+        self.d_optimizer = None
+        # The networks are built already; nothing for fit's symbolic build to trace.
+        self.built = True
+
+    # -- set-up ---------------------------------------------------------------------
+
+    def compile(self, g_optimizer: keras.optimizers.Optimizer | None = None,
+                d_optimizer: keras.optimizers.Optimizer | None = None, **kwargs):
+        """Optimizers default to the reference's: Adam(0, 0.9), G 1e-4, D 4e-4 (TTUR).
+
+        Under ``mixed_float16`` both are wrapped in a ``LossScaleOptimizer``. Other
+        keyword arguments (``jit_compile``, ``run_eagerly``, ``steps_per_execution``) go
+        to ``keras.Model.compile``.
+        """
+        super().compile(**kwargs)
+        g_optimizer = g_optimizer or default_optimizer(1e-4)
+        d_optimizer = d_optimizer or default_optimizer(4e-4)
+        if keras.mixed_precision.dtype_policy().name == "mixed_float16":
+            g_optimizer = _loss_scaled(g_optimizer)
+            d_optimizer = _loss_scaled(d_optimizer)
+        self.g_optimizer, self.d_optimizer = g_optimizer, d_optimizer
+        # Build now, so checkpoints can restore optimizer state before the first step.
+        self.g_optimizer.build(self._generator_variables())
+        self.d_optimizer.build(self.discriminator.trainable_variables)
+
+    def _generator_variables(self) -> list:
+        variables = list(self.generator.trainable_variables)
+        if self.encoder is not None:
+            variables += list(self.encoder.trainable_variables)
+        return variables
+
+    @property
+    def metrics(self) -> list:
+        return list(self.trackers.values())
+
+    # -- forward passes ---------------------------------------------------------------
+
+    def semantic(self, data: dict):
+        return self.semantic_input(data["label"], data.get("instance"))
+
+    def _generate(self, semantic, real_image, training: bool, seed=None):
+        """(fake image, KL per example or None)."""
+        inputs = {"semantic": semantic}
+        kl = None
+        if self.encoder is not None:
+            encoded = self.encoder(real_image, training=training)
+            mean, log_variance = encoded["mean"], encoded["log_variance"]
+            noise = tf.random.normal(tf.shape(mean), seed=seed)
+            inputs["latent"] = mean + noise * tf.exp(0.5 * log_variance)
+            kl = losses.kl_divergence(mean, log_variance)
+        return self.generator(inputs, training=training), kl
+
+    def _discriminate(self, semantic, fake, real, training: bool):
+        """D on fake and real stacked in one batch (as the reference does); split back."""
+        outputs = self.discriminator(
+            {"semantic": tf.concat([semantic, semantic], axis=0),
+             "image": tf.concat([tf.cast(fake, real.dtype), real], axis=0)},
+            training=training)
+        fake_out = [[tf.split(f, 2, axis=0)[0] for f in scale] for scale in outputs]
+        real_out = [[tf.split(f, 2, axis=0)[1] for f in scale] for scale in outputs]
+        return fake_out, real_out
+
+    def call(self, inputs: dict, training: bool = False):
+        """Label ids (and instance ids, and a style photo or latent) -> image in [-1, 1]."""
+        semantic = self.semantic(inputs)
+        generator_inputs = {"semantic": semantic}
+        if self.encoder is not None:
+            if "latent" in inputs:
+                generator_inputs["latent"] = inputs["latent"]
+            elif "image" in inputs:
+                generator_inputs["latent"] = self.encoder(inputs["image"])["mean"]
+            else:
+                generator_inputs["latent"] = tf.random.normal(
+                    [tf.shape(semantic)[0], self.generator.latent_dim])
+        return self.generator(generator_inputs, training=training)
+
+    # -- losses -----------------------------------------------------------------------
+
+    def _global_mean(self, per_example):
+        """Per-example values -> this replica's share of the global-batch mean."""
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        global_batch = tf.shape(per_example)[0] * replicas
+        return tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
+
+    def generator_losses(self, data: dict, training: bool = True) -> dict:
+        """Per-example generator loss terms (weighted) and their total."""
+        real = tf.cast(data["image"], tf.float32)
+        semantic = self.semantic(data)
+        fake, kl = self._generate(semantic, real, training)
+        fake_out, real_out = self._discriminate(semantic, fake, real, training)
+        terms = {"g_gan": losses.generator_gan_loss(fake_out, self.gan_mode)}
+        zeros = tf.zeros_like(terms["g_gan"])
+        terms["g_feature_matching"] = (self.feature_matching_weight
+                                       * losses.feature_matching_loss(real_out, fake_out)
+                                       if self.feature_matching_weight else zeros)
+        terms["g_vgg"] = (self.vgg_weight * losses.vgg_loss(self.vgg_features, fake, real)
+                          if self.vgg_weight else zeros)
+        terms["g_kl"] = self.kl_weight * kl if kl is not None else zeros
+        terms["g_total"] = tf.add_n(list(terms.values()))
+        return terms
+
+    def discriminator_losses(self, data: dict, training: bool = True) -> dict:
+        """Per-example discriminator loss terms on a fresh (fixed) fake."""
+        real = tf.cast(data["image"], tf.float32)
+        semantic = self.semantic(data)
+        fake, _ = self._generate(semantic, real, training)
+        fake = tf.stop_gradient(fake)
+        fake_out, real_out = self._discriminate(semantic, fake, real, training)
+        d_real, d_fake = losses.discriminator_losses(real_out, fake_out, self.gan_mode)
+        return {"d_real": d_real, "d_fake": d_fake, "d_total": d_real + d_fake}
+
+    # -- steps ------------------------------------------------------------------------
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Workaround for keras-team/keras#20585 (Keras 3.15): under a distribution strategy
+        # fit first pulls one batch and averages it with strategy.reduce to trace the
+        # model symbolically; MultiWorkerMirroredStrategy cannot reduce a dict of
+        # per-replica tensors and fit fails before the first step. GauGAN's networks are
+        # built when it is constructed and it compiles no losses or metrics, so there is
+        # nothing to build: skip it.
+        return
+
+    def _update(self, optimizer, tape, loss, variables) -> None:
+        scaled = optimizer.scale_loss(loss)
+        gradients = tape.gradient(scaled, variables)
+        optimizer.apply(gradients, variables)
+
+    def _track(self, terms: dict) -> dict:
+        """Update the loss trackers; returns the logs of this step."""
+        for name, values in terms.items():
+            self.trackers[name].update_state(tf.reduce_mean(values))
+        logs = {name: tracker.result() for name, tracker in self.trackers.items()}
+        if _multi_worker():
+            # Second part of the keras-team/keras#20585 workaround: across workers fit
+            # averages step results with strategy.reduce(..., axis=0), which fails on
+            # scalars; shape [1] averages to the same value (Keras logs it as a float).
+            logs = {name: tf.reshape(value, [1]) for name, value in logs.items()}
+        return logs
+
+    def train_step(self, data: dict) -> dict:
+        generator_variables = self._generator_variables()
+        with tf.GradientTape() as tape:
+            g_terms = self.generator_losses(data, training=True)
+            g_loss = self._global_mean(g_terms["g_total"])
+        self._update(self.g_optimizer, tape, g_loss, generator_variables)
+
+        discriminator_variables = self.discriminator.trainable_variables
+        with tf.GradientTape() as tape:
+            d_terms = self.discriminator_losses(data, training=True)
+            d_loss = self._global_mean(d_terms["d_total"])
+        self._update(self.d_optimizer, tape, d_loss, discriminator_variables)
+        return self._track({**g_terms, **d_terms})
+
+    def test_step(self, data: dict) -> dict:
+        return self._track({**self.generator_losses(data, training=False),
+                            **self.discriminator_losses(data, training=False)})
+
+
+def _multi_worker() -> bool:
+    strategy = tf.distribute.get_strategy()
+    return (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+            and strategy.extended._in_multi_worker_mode())
+
+
+def _loss_scaled(optimizer: keras.optimizers.Optimizer) -> keras.optimizers.Optimizer:
+    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        return optimizer
+    return keras.optimizers.LossScaleOptimizer(optimizer)
