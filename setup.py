@@ -46,6 +46,7 @@ setup(
         "console_scripts": [
             "spade-convert-torch=spade_tf.convert.cli:main",
             "spade-tfrecords=tfrecords_tools.cli:main",
+            "spade-train=spade_tf.train_cli:main",
         ],
     },
     classifiers=[

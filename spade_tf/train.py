@@ -172,6 +172,12 @@ class LinearDecay(keras.callbacks.Callback):
                                    self.rates, strict=True):
             optimizer.learning_rate = rate * factor
 
+    def on_epoch_end(self, epoch, logs=None):
+        # Logged by the TensorBoard callback that runs after this one.
+        if logs is not None:
+            logs["g_learning_rate"] = float(self.model.g_optimizer.learning_rate.numpy())
+            logs["d_learning_rate"] = float(self.model.d_optimizer.learning_rate.numpy())
+
 
 class StopOnNaN(keras.callbacks.Callback):
     """Stops training with an error naming the loss term that became NaN or infinite."""
@@ -243,7 +249,8 @@ class ImageGrids(keras.callbacks.Callback):
         return tf.concat([label, as_uint8(generated), as_uint8(self.batch["image"])], axis=2)
 
     def on_epoch_end(self, epoch, logs=None):
-        with self.writer.as_default():
+        # record_if: Keras's TensorBoard callback may have limited recording to its steps.
+        with self.writer.as_default(), tf.summary.record_if(True):
             tf.summary.image("label_generated_real", self.grid(), step=global_step(self.model),
                              max_outputs=self.batch["label"].shape[0])
         self.writer.flush()
@@ -326,11 +333,15 @@ def train(config: Config, data_dir: str | os.PathLike, model_dir: str | os.PathL
             g_optimizer=trainer.g_optimizer, d_optimizer=trainer.d_optimizer,
             epoch=epoch_variable,
             **({"encoder": trainer.encoder} if trainer.encoder is not None else {}))
+    # Every worker restores the chief's latest checkpoint; each saves into its own folder
+    # (saving is collective across workers) and only the chief's is kept.
+    latest = tf.train.latest_checkpoint(str(model_dir / CHECKPOINT_DIR))
+    if latest is not None:
+        checkpoint.restore(latest).assert_existing_objects_matched()
+    else:
+        _start_from_model_folder(model_dir, trainer)
     manager = tf.train.CheckpointManager(
         checkpoint, str(_checkpoint_directory(model_dir, strategy, chief)), max_to_keep=3)
-    restored = manager.restore_or_initialize()
-    if restored is None and chief:
-        _start_from_model_folder(model_dir, trainer)
 
     step = global_step(trainer)
     start_epoch, done_in_epoch = divmod(step, steps_per_epoch)
@@ -350,7 +361,7 @@ def train(config: Config, data_dir: str | os.PathLike, model_dir: str | os.PathL
     if chief:
         sample = next(iter(probe(None)))
         callbacks += [
-            keras.callbacks.TensorBoard(str(model_dir / LOG_DIR), update_freq=50,
+            keras.callbacks.TensorBoard(str(model_dir / LOG_DIR), update_freq="epoch",
                                         write_graph=False),
             ImageGrids(model_dir / LOG_DIR, sample, config.model.num_classes),
             ModelFolderWriter(model_dir, config),

@@ -91,6 +91,25 @@ def _to_model_inputs(photo, label, instance, use_instances: bool) -> dict:
     return element
 
 
+def _stateless_permutation(values, seed):
+    order = tf.random.experimental.stateless_shuffle(tf.range(tf.shape(values)[0]), seed=seed)
+    return tf.gather(values, order)
+
+
+def _block_shuffle(records: tf.data.Dataset, block: int, epoch_seed) -> tf.data.Dataset:
+    """Shuffle within consecutive blocks of ``block`` records, seeded per epoch and block.
+
+    Stateless, so the order is a function of the seed and the epoch alone (resumable),
+    also when a global TensorFlow seed is set (``Dataset.shuffle`` with a tensor seed
+    fails then).
+    """
+    def shuffled(index, chunk):
+        seed = tf.stack([epoch_seed, index])
+        return tf.data.Dataset.from_tensor_slices(_stateless_permutation(chunk, seed))
+
+    return records.batch(block).enumerate().flat_map(shuffled)
+
+
 def _pipeline_files(manifest, files: list[str], pipelines: int, pipeline_id: int,
                     records_needed: int) -> tuple[list[str], bool]:
     """This pipeline's files, and whether records still need sharding.
@@ -152,20 +171,19 @@ def make_input_fn(
 
         def one_epoch(epoch):
             epoch_seed = tf.cast(seed, tf.int64) * 1_000_003 + epoch
-            names = tf.data.Dataset.from_tensor_slices(my_files)
+            names = tf.constant(my_files)
             if shuffle:
-                names = names.shuffle(len(my_files), seed=epoch_seed,
-                                      reshuffle_each_iteration=False)
-            records = names.interleave(
+                names = _stateless_permutation(names, tf.stack([epoch_seed, -1]))
+            records = tf.data.Dataset.from_tensor_slices(names).interleave(
                 tf.data.TFRecordDataset, cycle_length=min(data.num_parallel_reads, len(files)),
                 num_parallel_calls=AUTOTUNE, deterministic=True)
             if shard_records:
                 records = records.shard(pipelines, pipeline_id)
-            if shuffle and data.shuffle_buffer > 0:
-                records = records.shuffle(data.shuffle_buffer, seed=epoch_seed + 1,
-                                          reshuffle_each_iteration=False)
+            if shuffle and data.shuffle_buffer > 1:
+                records = _block_shuffle(records, data.shuffle_buffer, epoch_seed)
             records = records.take(epoch_records)
-            skipped = tf.where(epoch == start_epoch, tf.constant(skip_steps * pipeline_batch, tf.int64),
+            skipped = tf.where(epoch == start_epoch,
+                               tf.constant(skip_steps * pipeline_batch, tf.int64),
                                tf.constant(0, tf.int64))
             # (augmentation seed, record) pairs, indexed within the epoch.
             return records.enumerate().skip(skipped).map(

@@ -21,16 +21,27 @@ def check_norm_type(norm_type: str) -> None:
         )
 
 
+def _norm_dtype() -> str | None:
+    """Float32 under a mixed-precision policy: statistics stay exact; else inherit."""
+    policy = keras.mixed_precision.dtype_policy()
+    return "float32" if policy.compute_dtype in ("float16", "bfloat16") else None
+
+
 def parameter_free_norm(norm_type: str, name: str) -> keras.layers.Layer:
-    """The normalization without learned scale and offset used in SPADE and D/E."""
+    """The normalization without learned scale and offset used in SPADE and D/E.
+
+    Under a mixed-precision policy it computes (and returns) float32.
+    """
     check_norm_type(norm_type)
     if norm_type in ("sync_batch", "batch"):
         return keras.layers.BatchNormalization(
             synchronized=norm_type == "sync_batch", center=False, scale=False,
             momentum=BATCH_NORM_MOMENTUM, epsilon=NORM_EPSILON, name=name,
+            dtype=_norm_dtype(),
         )
     return keras.layers.GroupNormalization(
-        groups=-1, center=False, scale=False, epsilon=NORM_EPSILON, name=name
+        groups=-1, center=False, scale=False, epsilon=NORM_EPSILON, name=name,
+        dtype=_norm_dtype(),
     )
 
 
@@ -88,7 +99,7 @@ class SPADE(keras.layers.Layer):
         self.mlp_beta.build(hidden_shape)
 
     def call(self, x, segmap, training=None):
-        normalized = self.param_free_norm(x, training=training)
+        normalized = ops.cast(self.param_free_norm(x, training=training), x.dtype)
         segmap = legacy_nearest_resize(ops.cast(segmap, x.dtype), ops.shape(x)[1:3])
         hidden = ops.relu(self.mlp_shared(segmap))
         gamma = self.mlp_gamma(hidden)

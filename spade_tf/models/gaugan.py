@@ -195,10 +195,9 @@ class GauGAN(keras.Model):
         # nothing to build: skip it.
         return
 
-    def _update(self, optimizer, tape, loss, variables) -> None:
-        scaled = optimizer.scale_loss(loss)
-        gradients = tape.gradient(scaled, variables)
-        optimizer.apply(gradients, variables)
+    def _update(self, optimizer, tape, scaled_loss, variables) -> None:
+        """Apply the gradients of ``scaled_loss`` (scaled inside the tape, for float16)."""
+        optimizer.apply(tape.gradient(scaled_loss, variables), variables)
 
     def _track(self, terms: dict) -> dict:
         """Update the loss trackers; returns the logs of this step."""
@@ -216,13 +215,13 @@ class GauGAN(keras.Model):
         generator_variables = self._generator_variables()
         with tf.GradientTape() as tape:
             g_terms = self.generator_losses(data, training=True)
-            g_loss = self._global_mean(g_terms["g_total"])
+            g_loss = self.g_optimizer.scale_loss(self._global_mean(g_terms["g_total"]))
         self._update(self.g_optimizer, tape, g_loss, generator_variables)
 
         discriminator_variables = self.discriminator.trainable_variables
         with tf.GradientTape() as tape:
             d_terms = self.discriminator_losses(data, training=True)
-            d_loss = self._global_mean(d_terms["d_total"])
+            d_loss = self.d_optimizer.scale_loss(self._global_mean(d_terms["d_total"]))
         self._update(self.d_optimizer, tape, d_loss, discriminator_variables)
         return self._track({**g_terms, **d_terms})
 
