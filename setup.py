@@ -47,6 +47,9 @@ setup(
             "spade-convert-torch=spade_tf.convert.cli:main",
             "spade-tfrecords=tfrecords_tools.cli:main",
             "spade-train=spade_tf.train_cli:main",
+            "spade-export=spade_tf.export_cli:main",
+            "spade-serve=serving.cli:serve_main",
+            "spade-synthesize=serving.cli:synthesize_main",
         ],
     },
     classifiers=[

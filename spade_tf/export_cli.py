@@ -1,0 +1,51 @@
+"""``spade-export``: a trained model folder -> a TF Serving SavedModel version."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+EXAMPLE = """example:
+  spade-export --model-dir runs/ade20k --export-base exports/ --model-name spade
+writes exports/spade/<next version>/ (SavedModel + warm-up requests); point TF Serving
+or spade-serve at exports/spade."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="spade-export", description=__doc__.split(":", 1)[1]
+                                     .strip(), epilog=EXAMPLE,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model-dir", required=True,
+                        help="model folder (spade-train or spade-convert-torch output)")
+    parser.add_argument("--export-base", required=True, help="base folder of exports")
+    parser.add_argument("--model-name", default="spade", help="served model name (spade)")
+    parser.add_argument("--version", type=int, help="version number (default: next free)")
+    parser.add_argument("--max-batch-size", type=int,
+                        help="largest batch a request may carry (default: export.max_batch_size)")
+    parser.add_argument("--max-pixels", type=int,
+                        help="largest style image in pixels (default: export.max_pixels)")
+    parser.add_argument("--no-warmup", action="store_true",
+                        help="do not write assets.extra/tf_serving_warmup_requests")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from spade_tf.export import ExportError, export_model
+    from spade_tf.model_dir import ModelDirError
+
+    try:
+        path = export_model(args.model_dir, args.export_base, args.model_name,
+                            version=args.version, max_batch_size=args.max_batch_size,
+                            max_pixels=args.max_pixels, warmup=not args.no_warmup)
+    except (ExportError, ModelDirError) as error:
+        print(f"spade-export: error: {error}", file=sys.stderr)
+        return 2
+    print(f"exported {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
