@@ -290,6 +290,12 @@ def apply_overrides(values: Mapping[str, Any], overrides: Sequence[str]) -> dict
     return merged
 
 
+def add_override_argument(parser) -> None:
+    """The ``--set section.key=value`` option every command that takes a config shares."""
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override a config value (repeatable)")
+
+
 def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
     """Load a YAML config (or the defaults when ``path`` is None) and apply overrides."""
     values: Any = {}

@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from spade_tf.config import ConfigError, load_config
+from spade_tf.config import ConfigError, add_override_argument, load_config
 
 EXAMPLES = """examples:
   spade-train --config configs/ade20k.yaml --data tfrecords/ade20k_train --model-dir runs/ade20k
@@ -25,8 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", required=True, help="folder written by spade-tfrecords")
     parser.add_argument("--model-dir", required=True,
                         help="checkpoints, logs and the trained model go here")
-    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                        help="override a config value (repeatable)")
+    add_override_argument(parser)
     parser.add_argument("--strategy", default="auto",
                         choices=("auto", "default", "mirrored", "multi_worker"),
                         help="auto: multi_worker with TF_CONFIG, mirrored over several GPUs, "

@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from spade_tf.config import ConfigError, load_config
+from spade_tf.config import ConfigError, add_override_argument, load_config
 
 EXAMPLE = """example:
   spade-convert-torch --config configs/ade20k.yaml \\
@@ -30,8 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--encoder", help="*_net_E.pth of a VAE model (optional)")
     parser.add_argument("--discriminator", help="*_net_D.pth, to resume training (optional)")
     parser.add_argument("--out", required=True, help="model folder to create")
-    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                        help="override a config value (repeatable)")
+    add_override_argument(parser)
     parser.add_argument("--overwrite", action="store_true",
                         help="replace --out if it exists (atomically)")
     return parser
