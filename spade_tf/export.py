@@ -54,6 +54,11 @@ class SpadeServingModule(tf.Module):
         self.max_batch_size = max_batch_size
         self.max_pixels = max_pixels
         self.image_size = tuple(model_config.image_size)
+        # Track the Keras networks' underlying tf.Variables on the module itself: without
+        # this the signatures read variables the checkpoint does not restore under TF's C++
+        # loader (the one TF Serving uses), although tf.saved_model.load hides the problem.
+        self.tf_variables = [variable.value for network in (generator, encoder)
+                             if network is not None for variable in network.variables]
 
     # -- checks ---------------------------------------------------------------------
 

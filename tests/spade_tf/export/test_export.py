@@ -97,6 +97,37 @@ def test_loads_in_a_fresh_process_where_spade_tf_cannot_be_imported(exported):
     assert result["seeded_sum"] > 0
 
 
+SESSION_LOADER = """
+import json
+import numpy as np
+import tensorflow as tf
+tf.compat.v1.disable_eager_execution()
+results = {{}}
+with tf.compat.v1.Session(graph=tf.Graph()) as session:
+    meta = tf.compat.v1.saved_model.loader.load(session, ["serve"], {path!r})
+    for name, signature in meta.signature_def.items():
+        if name.startswith("__"):  # the init op, not a serving signature
+            continue
+        labels = np.zeros((1, 64, 64), np.int32)
+        feeds = {{"label_ids": labels, "instance_ids": labels, "seed": np.array([3], np.int64),
+                  "style_image": np.zeros((1, 32, 32, 3), np.uint8)}}
+        feed = {{info.name: feeds[key] for key, info in signature.inputs.items()}}
+        fetch = {{key: info.name for key, info in signature.outputs.items()}}
+        out = session.run(fetch, feed)
+        results[name] = sorted((key, list(value.shape)) for key, value in out.items())
+print(json.dumps(results))
+"""
+
+
+def test_runs_under_the_graph_loader_that_tf_serving_uses(exported):
+    """TF Serving restores variables by the SavedModel's graph, not tf.saved_model.load."""
+    result = run_python(SESSION_LOADER.format(path=str(exported["vae"])))
+    assert result[sig.DEFAULT_SIGNATURE] == [["image", [1, 64, 64, 3]]]
+    assert result[sig.ENCODE_SIGNATURE] == [["log_variance", [1, 8]], ["mean", [1, 8]]]
+    assert set(result) == {sig.DEFAULT_SIGNATURE, sig.SEEDED_SIGNATURE, sig.STYLE_SIGNATURE,
+                           sig.ENCODE_SIGNATURE}
+
+
 def test_graph_has_no_python_function_ops(exported):
     from tensorflow.core.protobuf import saved_model_pb2
 
