@@ -6,6 +6,7 @@ from conftest import ROOT
 
 
 def _python_blocks() -> list[str]:
+    """The ```python blocks (```py blocks need a running server and are not run)."""
     return re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
 
 

@@ -1,0 +1,267 @@
+"""The embedded model server: TF Serving's gRPC API over the versions ``spade-export`` writes.
+
+``SpadeServer`` answers ``tensorflow.serving.PredictionService`` (Predict and
+GetModelMetadata; Classify, Regress and MultiInference answer UNIMPLEMENTED, as the
+generated base servicer does), ``tensorflow.serving.ModelService`` GetModelStatus and the
+standard ``grpc.health.v1.Health`` service, so TF Serving clients (and
+:class:`serving.client.SpadeClient`) work against either server. Error codes are TF
+Serving's (see :mod:`serving.model_manager`); a bad request is answered with its code and
+never stops the server.
+
+    server = SpadeServer("exports/spade", "spade", port=0)
+    port = server.start()
+    ...
+    server.stop(grace=5).wait()
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from concurrent import futures
+from pathlib import Path
+from typing import TypeVar
+
+import grpc
+import tensorflow as tf
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
+
+from serving.model_manager import ModelManager, RequestError, ServableVersion
+
+log = logging.getLogger(__name__)
+
+PREDICTION_SERVICE = "tensorflow.serving.PredictionService"
+MODEL_SERVICE = "tensorflow.serving.ModelService"
+SIGNATURE_DEF_FIELD = "signature_def"
+# Python gRPC refuses messages over 4 MiB by default; a batch of images is larger.
+DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+DEFAULT_WORKERS = 8
+
+T = TypeVar("T")
+
+
+class ServerStartError(RuntimeError):
+    """The server cannot start (no model base path, port taken, first load failed)."""
+
+
+def _answer(context: grpc.ServicerContext, handler: Callable[[], T]) -> T:
+    """Run ``handler``; a refusal becomes its status code, a bug becomes INTERNAL."""
+    try:
+        return handler()
+    except RequestError as error:
+        code, message = error.code, error.message
+    except Exception as error:  # one request's bug must not take the server down
+        log.exception("request failed")
+        code, message = grpc.StatusCode.INTERNAL, f"{type(error).__name__}: {error}"
+    context.abort(code, message)  # raises
+
+
+def _fill_model_spec(spec, servable: ServableVersion, signature_name: str | None = None) -> None:
+    spec.name = servable.model_name
+    spec.version.value = servable.version
+    if signature_name is not None:
+        spec.signature_name = signature_name
+
+
+class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
+    """Predict and GetModelMetadata; the other methods stay UNIMPLEMENTED."""
+
+    def __init__(self, manager: ModelManager):
+        self._manager = manager
+
+    def Predict(self, request: predict_pb2.PredictRequest,  # noqa: N802 (gRPC's name)
+                context: grpc.ServicerContext) -> predict_pb2.PredictResponse:
+        def handle() -> predict_pb2.PredictResponse:
+            # Holding this reference keeps the version alive across a concurrent swap.
+            servable = self._manager.servable(request.model_spec)
+            signature_name, outputs = servable.predict(
+                request.model_spec.signature_name, request.inputs, request.output_filter)
+            response = predict_pb2.PredictResponse()
+            _fill_model_spec(response.model_spec, servable, signature_name)
+            for alias, array in outputs.items():
+                response.outputs[alias].CopyFrom(tf.make_tensor_proto(array))
+            return response
+
+        return _answer(context, handle)
+
+    def GetModelMetadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest,  # noqa: N802
+                         context: grpc.ServicerContext,
+                         ) -> get_model_metadata_pb2.GetModelMetadataResponse:
+        def handle() -> get_model_metadata_pb2.GetModelMetadataResponse:
+            if not request.metadata_field:
+                raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
+                                   "GetModelMetadataRequest must specify at least one "
+                                   f"metadata_field (supported: {SIGNATURE_DEF_FIELD!r})")
+            for field in request.metadata_field:
+                if field != SIGNATURE_DEF_FIELD:
+                    raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
+                                       f"Metadata field {field} is not supported")
+            servable = self._manager.servable(request.model_spec)
+            response = get_model_metadata_pb2.GetModelMetadataResponse()
+            _fill_model_spec(response.model_spec, servable)
+            response.metadata[SIGNATURE_DEF_FIELD].Pack(servable.signature_def_map())
+            return response
+
+        return _answer(context, handle)
+
+
+class ModelStatusServicer(model_service_pb2_grpc.ModelServiceServicer):
+    """GetModelStatus; HandleReloadConfigRequest stays UNIMPLEMENTED (one model, from flags)."""
+
+    def __init__(self, manager: ModelManager):
+        self._manager = manager
+
+    def GetModelStatus(self, request: get_model_status_pb2.GetModelStatusRequest,  # noqa: N802
+                       context: grpc.ServicerContext,
+                       ) -> get_model_status_pb2.GetModelStatusResponse:
+        def handle() -> get_model_status_pb2.GetModelStatusResponse:
+            response = get_model_status_pb2.GetModelStatusResponse()
+            for version, state in sorted(self._manager.states(request.model_spec).items(),
+                                         reverse=True):
+                entry = response.model_version_status.add(version=version, state=state.state)
+                if state.error:
+                    entry.status.error_code = grpc.StatusCode.UNKNOWN.value[0]
+                    entry.status.error_message = state.error
+            return response
+
+        return _answer(context, handle)
+
+
+def _bind_address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
+
+
+class SpadeServer:
+    """One model, served over gRPC; new versions on disk are picked up while serving.
+
+    Args:
+        model_base_path: the folder holding the integer version folders
+            (``<export_base>/<model_name>``).
+        model_name: the name requests must use in ``model_spec.name``.
+        port: the port to listen on; 0 picks a free one (``start`` returns it).
+        host: the interface; loopback unless another one is asked for.
+        poll_seconds: how often to look for new versions (0: never).
+        workers: requests served at once (a thread pool).
+        max_message_bytes: gRPC send and receive limit, and the largest input accepted.
+    """
+
+    def __init__(self, model_base_path: str | os.PathLike, model_name: str = "spade",
+                 port: int = 8500, host: str = "127.0.0.1", poll_seconds: float = 2.0,
+                 workers: int = DEFAULT_WORKERS,
+                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES):
+        if workers < 1:
+            raise ValueError(f"workers={workers}: expected at least 1")
+        self.model_base_path = Path(model_base_path)
+        self.model_name = model_name
+        self.host = host
+        self.port = port
+        self.workers = workers
+        self.max_message_bytes = max_message_bytes
+        self.health = health.HealthServicer()
+        self.manager = ModelManager(self.model_base_path, model_name, poll_seconds,
+                                    max_input_bytes=max_message_bytes,
+                                    on_change=self._version_changed)
+        self._server: grpc.Server | None = None
+        self._stopped = threading.Event()
+
+    @property
+    def address(self) -> str:
+        return _bind_address(self.host, self.port)
+
+    def _version_changed(self, servable: ServableVersion) -> None:
+        for service in ("", PREDICTION_SERVICE, MODEL_SERVICE):
+            self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
+
+    def start(self) -> int:
+        """Bind, load the newest version, start answering, and return the port.
+
+        Raises :class:`ServerStartError` when the port cannot be bound (before any loading)
+        or when versions exist and none of them loads. With no version yet, the server
+        starts, answers NOT_FOUND and reports NOT_SERVING until one appears.
+        """
+        if self._server is not None:
+            raise ServerStartError("this server was started already")
+        if not self.model_base_path.is_dir():
+            raise ServerStartError(
+                f"model base path {self.model_base_path} is not a folder: expected "
+                "<export_base>/<model_name> as written by spade-export")
+        server = self._build_grpc_server()
+        try:
+            self.port = server.add_insecure_port(self.address)
+        except RuntimeError as error:
+            raise ServerStartError(f"cannot listen on {self.address}: {error}") from None
+        for service in ("", PREDICTION_SERVICE, MODEL_SERVICE):
+            self.health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
+        self.manager.poll()  # like TF Serving: load first, then answer
+        if self.manager.current is None:
+            states = self.manager.states(model_pb2.ModelSpec(name=self.model_name))
+            failed = {version: state.error for version, state in states.items() if state.error}
+            if failed:
+                server.stop(None)
+                version = max(failed)
+                raise ServerStartError(f"could not load version {version}: {failed[version]}")
+            log.warning("no version of %s under %s yet; waiting for one", self.model_name,
+                        self.model_base_path)
+        server.start()
+        self._server = server
+        self.manager.start_polling()
+        current = self.manager.current
+        log.info("serving model %r (version %s) on %s", self.model_name,
+                 current.version if current else "none yet", self.address)
+        return self.port
+
+    def _build_grpc_server(self) -> grpc.Server:
+        options = [("grpc.max_send_message_length", self.max_message_bytes),
+                   ("grpc.max_receive_message_length", self.max_message_bytes),
+                   # gRPC sets SO_REUSEPORT by default: a second server on a taken port would
+                   # silently share it instead of failing.
+                   ("grpc.so_reuseport", 0)]
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=self.workers,
+                                                        thread_name_prefix="spade-serve"),
+                             options=options)
+        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+            PredictionServicer(self.manager), server)
+        model_service_pb2_grpc.add_ModelServiceServicer_to_server(
+            ModelStatusServicer(self.manager), server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        return server
+
+    def stop(self, grace: float | None = 5.0) -> threading.Event:
+        """Stop accepting requests; in-flight ones get ``grace`` seconds to finish.
+
+        Returns an event set once the server has stopped; calling it again is harmless.
+        """
+        self.health.enter_graceful_shutdown()  # health checks answer NOT_SERVING from now
+        self.manager.stop(timeout=0)
+        if self._server is None:
+            self._stopped.set()
+            return self._stopped
+        done = self._server.stop(grace)
+
+        def mark_stopped() -> None:
+            done.wait()
+            self._stopped.set()
+
+        threading.Thread(target=mark_stopped, name="spade-serve-stop", daemon=True).start()
+        return self._stopped
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the server has stopped; False if ``timeout`` ran out first."""
+        return self._stopped.wait(timeout)
+
+    def __enter__(self) -> SpadeServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop(grace=1.0).wait(10)

@@ -1,0 +1,164 @@
+"""Tiny exported models, in-process servers on loopback, and the expected images.
+
+Two models: a VAE one with instance edges (all four signatures, warm-up requests) and a
+plain one without instance edges (only the default signature, which is deterministic).
+Everything is session-scoped: exporting and loading dominate the run time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:  # --import-mode=importlib does not add the rootdir
+    sys.path.insert(0, str(ROOT))
+
+from serving.client import SpadeClient  # noqa: E402
+from serving.server import SpadeServer  # noqa: E402
+from spade_tf import signatures as sig  # noqa: E402
+from spade_tf.config import Config, ModelConfig  # noqa: E402
+from spade_tf.export import export_model  # noqa: E402
+from spade_tf.model_dir import ModelDir, save_model_dir  # noqa: E402
+from spade_tf.models import build_encoder, build_generator, build_semantic_input  # noqa: E402
+
+VAE_CONFIG = ModelConfig(num_classes=4, use_instance_edges=True, crop_size=64, base_filters=4,
+                         spade_hidden_filters=8, use_vae=True, latent_dim=8, encoder_filters=4,
+                         encoder_input_size=128)
+PLAIN_CONFIG = ModelConfig(num_classes=5, crop_size=64, base_filters=4, spade_hidden_filters=8)
+# Every network call in these tests has a deadline.
+DEADLINE = 30.0
+
+
+@dataclasses.dataclass
+class ExportedModel:
+    """A model folder, its export, and the networks in memory for the Keras path."""
+
+    name: str
+    config: ModelConfig
+    model_dir: Path
+    base: Path  # <export_base>/<name>: what the server polls
+    version_dir: Path
+    generator: keras.Model
+    encoder: keras.Model | None
+    saved_model: object  # the export, loaded in-process with tf.saved_model.load
+
+    @property
+    def uses_instances(self) -> bool:
+        return self.config.use_instance_edges
+
+    def random_maps(self, seed: int, batch: int = 1) -> dict[str, np.ndarray]:
+        """Valid inputs for the map part of a signature: label (and instance) ids."""
+        rng = np.random.default_rng(seed)
+        height, width = self.config.image_size
+        maps = {sig.LABEL_IDS: rng.integers(0, self.config.num_classes,
+                                            (batch, height, width)).astype(np.int32)}
+        if self.uses_instances:
+            # Blocky instances, so the edge channel has both values.
+            blocks = rng.integers(0, 6, (batch, height // 8, width // 8))
+            maps[sig.INSTANCE_IDS] = np.kron(blocks, np.ones((8, 8), np.int64)).astype(np.int32)
+        return maps
+
+    def in_process(self, signature: str, **inputs) -> dict[str, np.ndarray]:
+        """The exported SavedModel's signature, called in this process."""
+        result = self.saved_model.signatures[signature](
+            **{alias: tf.constant(value) for alias, value in inputs.items()})
+        return {alias: tensor.numpy() for alias, tensor in result.items()}
+
+    def keras_image(self, maps: dict[str, np.ndarray], latent=None) -> np.ndarray:
+        """The same image from the Keras networks: semantic input, generator, to uint8."""
+        semantic = build_semantic_input(self.config)(maps[sig.LABEL_IDS],
+                                                     maps.get(sig.INSTANCE_IDS))
+        inputs = {"semantic": semantic}
+        if latent is not None:
+            inputs["latent"] = latent
+        image = self.generator(inputs, training=False).numpy()
+        return np.clip(np.round((image + 1) * 127.5), 0, 255).astype(np.uint8)
+
+    def seeded_latent(self, seeds) -> tf.Tensor:
+        """export.py's rule: one stateless normal draw per seed, with seed [seed, 0]."""
+        return tf.stack([tf.random.stateless_normal(
+            [self.config.latent_dim], seed=tf.constant([seed, 0], tf.int64)) for seed in seeds])
+
+    def style_latent(self, style: np.ndarray) -> tf.Tensor:
+        photo = tf.cast(style, tf.float32) / 127.5 - 1.0
+        return self.encoder(photo, training=False)["mean"]
+
+
+def _export(root: Path, name: str, config: ModelConfig, seed: int,
+            warmup: bool) -> ExportedModel:
+    keras.utils.set_random_seed(seed)  # random weights, so images are not constant
+    generator = build_generator(config)
+    encoder = build_encoder(config) if config.use_vae else None
+    model_dir = save_model_dir(root / f"{name}_model",
+                               ModelDir(Config(model=config), generator, encoder=encoder))
+    version_dir = export_model(model_dir, root / "exports", name, warmup=warmup)
+    return ExportedModel(name=name, config=config, model_dir=model_dir, base=version_dir.parent,
+                         version_dir=version_dir, generator=generator, encoder=encoder,
+                         saved_model=tf.saved_model.load(str(version_dir)))
+
+
+@pytest.fixture(scope="session")
+def serving_root(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("serving")
+
+
+@pytest.fixture(scope="session")
+def vae_model(serving_root) -> ExportedModel:
+    return _export(serving_root, "spade", VAE_CONFIG, seed=11, warmup=True)
+
+
+@pytest.fixture(scope="session")
+def plain_model(serving_root) -> ExportedModel:
+    # No warm-up file: also checks that the server does without one.
+    return _export(serving_root, "plain", PLAIN_CONFIG, seed=12, warmup=False)
+
+
+def _copy_version(model: ExportedModel, base: Path, version: int) -> Path:
+    """Install ``model``'s export as ``base/<version>`` atomically, as an export would."""
+    base.mkdir(parents=True, exist_ok=True)
+    staging = base / f".copy-{version}"
+    shutil.copytree(model.version_dir, staging)
+    return staging.rename(base / str(version))
+
+
+@pytest.fixture(scope="session")
+def copy_version():
+    """``copy_version(model, base, version)``: a second base without exporting again."""
+    return _copy_version
+
+
+@pytest.fixture(scope="session")
+def vae_server(vae_model):
+    # No polling: nothing writes into this base (test_load uses a base of its own).
+    server = SpadeServer(vae_model.base, vae_model.name, port=0, poll_seconds=0)
+    server.start()
+    yield server
+    server.stop(grace=1.0).wait(10)
+
+
+@pytest.fixture(scope="session")
+def plain_server(plain_model):
+    server = SpadeServer(plain_model.base, plain_model.name, port=0, poll_seconds=0)
+    server.start()
+    yield server
+    server.stop(grace=1.0).wait(10)
+
+
+@pytest.fixture
+def vae_client(vae_server, vae_model):
+    with SpadeClient(vae_server.address, vae_model.name, timeout=DEADLINE) as client:
+        yield client
+
+
+@pytest.fixture
+def plain_client(plain_server, plain_model):
+    with SpadeClient(plain_server.address, plain_model.name, timeout=DEADLINE) as client:
+        yield client
