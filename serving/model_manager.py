@@ -238,6 +238,15 @@ def model_spec_text(spec: model_pb2.ModelSpec) -> str:
     return f"Latest({spec.name})"
 
 
+def _reject_version_label(spec: model_pb2.ModelSpec) -> None:
+    """TF Serving answers unknown version labels with INVALID_ARGUMENT; we have none."""
+    if spec.WhichOneof("version_choice") == "version_label":
+        raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
+                           f"Unrecognized servable version label: {spec.version_label} (this "
+                           "server has no version labels; ask for a version number or the "
+                           "latest)")
+
+
 class ModelManager:
     """Keeps the newest version of one model loaded, polling its base path for new ones."""
 
@@ -374,11 +383,7 @@ class ModelManager:
             raise RequestError(grpc.StatusCode.NOT_FOUND,
                                f"Servable not found for request: {model_spec_text(spec)}; "
                                f"this server serves model {self.model_name!r}")
-        if spec.WhichOneof("version_choice") == "version_label":
-            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
-                               "Unrecognized servable version label: "
-                               f"{spec.version_label} (this server has no version labels; "
-                               "ask for a version number or the latest)")
+        _reject_version_label(spec)
         current = self.current
         if current is None or (spec.HasField("version")
                                and spec.version.value != current.version):
@@ -395,9 +400,7 @@ class ModelManager:
             raise RequestError(grpc.StatusCode.NOT_FOUND,
                                f"Could not find any versions of model {spec.name!r}; "
                                f"this server serves model {self.model_name!r}")
-        if spec.WhichOneof("version_choice") == "version_label":
-            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
-                               f"Unrecognized servable version label: {spec.version_label}")
+        _reject_version_label(spec)
         with self._lock:
             states = dict(self._states)
         if spec.HasField("version"):
