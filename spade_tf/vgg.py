@@ -116,8 +116,11 @@ def load_vgg_features(path: str | os.PathLike | None) -> VGGFeatures:
 
 
 def random_vgg_features(seed: int = 0, preprocessing: str = "torchvision") -> VGGFeatures:
-    """VGG19 with random weights (tests and benchmarks only)."""
-    keras.utils.set_random_seed(seed)
+    """VGG19 with random weights from ``seed`` (tests and benchmarks only).
+
+    Every kernel is drawn from a local generator (biases start at zero), so the global
+    random state is left alone.
+    """
     backbone = _backbone()
     rng = np.random.default_rng(seed)
     for layer in backbone.layers:
