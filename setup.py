@@ -50,6 +50,7 @@ setup(
             "spade-export=spade_tf.export_cli:main",
             "spade-serve=serving.cli:serve_main",
             "spade-synthesize=serving.cli:synthesize_main",
+            "spade-eval=spade_tf.evaluation.cli:main",
         ],
     },
     classifiers=[

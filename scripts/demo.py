@@ -1,94 +1,296 @@
-"""The demo behind `make demo`: label map in, photo out, on a CPU with no data.
+"""The demo behind `make demo`: the whole pipeline on a CPU with no data and no downloads.
 
-Today it builds the generator of ``configs/demo.yaml`` (untrained: the demo shows the
-pipeline, not a learned model), draws a synthetic scene's label map, synthesizes an
-image from it and writes ``label | generated | real`` side by side as a PNG.
+Stages, each the project's own command line run as a user would run it:
+synthetic scenes (spade-tfrecords synthetic) -> TFRecords (spade-tfrecords convert) ->
+multi-replica training under MirroredStrategy (spade-train; two logical CPU replicas
+without a GPU, every GPU otherwise) -> SavedModel (spade-export) -> gRPC server on
+loopback (spade-serve) -> held-out label maps synthesized through the gRPC client ->
+``demo.png`` (label | generated | real per row) and the synthetic mIoU, read back from the
+generated colours. The server is stopped at the end, also when a stage fails; a failure
+names its stage and exits non-zero.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import os
+import re
+import shlex
+import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
-
 ROOT = Path(__file__).resolve().parent.parent
+# Subprocesses find the project even when it is not installed (python scripts/demo.py).
+ENVIRONMENT = {**os.environ, "PYTHONPATH": os.pathsep.join(
+    filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    # TF's C++ start-up lines (CUDA probing, grappler notes) are noise here; Python
+    # errors still show in full.
+    "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")}
+# The console scripts, run as modules so the demo works without them on PATH.
+COMMANDS = {
+    "spade-tfrecords": ["tfrecords_tools.cli"],
+    "spade-train": ["spade_tf.train_cli"],
+    "spade-export": ["spade_tf.export_cli"],
+    "spade-serve": ["serving.cli", "serve"],
+}
+SERVER_START_SECONDS = 180
+# Lines TF's C++ runtime prints at start-up before its log level applies (CPU features,
+# CUDA probing, grappler notes): noise in a demo. Everything else on stderr is shown.
+START_UP_NOISE = re.compile(
+    r"^(WARNING: All log messages before absl::InitializeLog|[IWE]\d{4} [\d:.]+ +\d+ "
+    r"(port|cudart_stub|cuda_platform|cuda_executor|meta_optimizer)\.cc)")
 
 
-def stage(name: str):
-    """Print a stage header; a failure inside names the stage and exits non-zero."""
-
-    class _Stage:
-        def __enter__(self):
-            print(f"[demo] {name} ...", flush=True)
-            self.start = time.perf_counter()
-
-        def __exit__(self, kind, error, traceback):
-            if error is not None and kind is not SystemExit:
-                print(f"[demo] FAILED at stage '{name}': {kind.__name__}: {error}",
-                      file=sys.stderr, flush=True)
-                raise SystemExit(1) from error
-            print(f"[demo] {name}: done in {time.perf_counter() - self.start:.1f}s", flush=True)
-
-    return _Stage()
+class StageFailure(RuntimeError):
+    """A stage could not finish; the message says why."""
 
 
-def colorize(label: np.ndarray, palette: np.ndarray) -> np.ndarray:
-    return palette[label].astype(np.uint8)
+@contextlib.contextmanager
+def stage(name: str, timings: dict[str, float]):
+    """Print a stage header and its time; a failure inside names the stage and exits 1."""
+    print(f"\n[demo] == {name} ==", flush=True)
+    start = time.perf_counter()
+    try:
+        yield
+    except (Exception, KeyboardInterrupt) as error:
+        print(f"[demo] FAILED at stage '{name}': {type(error).__name__}: {error}",
+              file=sys.stderr, flush=True)
+        raise SystemExit(1) from error
+    timings[name] = time.perf_counter() - start
+    print(f"[demo] {name}: done in {timings[name]:.1f}s", flush=True)
+
+
+def command_line(tool: str, *args: object) -> list[str]:
+    """``tool args`` as the argument vector that runs it with this interpreter."""
+    print(f"[demo] $ {tool} {shlex.join(str(arg) for arg in args)}", flush=True)
+    return [sys.executable, "-m", *COMMANDS[tool], *map(str, args)]
+
+
+def start_tool(tool: str, *args: object, **popen) -> subprocess.Popen:
+    """Start one of the project's commands; its stderr is shown without start-up noise."""
+    process = subprocess.Popen(command_line(tool, *args), env=ENVIRONMENT, cwd=ROOT,
+                               stderr=subprocess.PIPE, text=True, **popen)
+
+    def forward() -> None:
+        for line in process.stderr:
+            if not START_UP_NOISE.match(line):
+                sys.stderr.write(line)
+                sys.stderr.flush()
+
+    threading.Thread(target=forward, daemon=True).start()
+    return process
+
+
+def run_tool(tool: str, *args: object) -> None:
+    """Run one of the project's commands with its output shown; raise if it fails."""
+    status = start_tool(tool, *args).wait()
+    if status != 0:
+        raise StageFailure(f"{tool} exited with status {status} (output above)")
+
+
+@contextlib.contextmanager
+def native_stderr_silenced():
+    """Drop what C++ code writes to stderr inside the block (TF's import-time lines)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(os.devnull, "w") as devnull:
+        os.dup2(devnull.fileno(), 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def count_gpus() -> int:
+    """GPUs TensorFlow sees, asked in a child process (TF start-up is noisy and slow)."""
+    probe = "import tensorflow as tf; print(len(tf.config.list_physical_devices('GPU')))"
+    result = subprocess.run([sys.executable, "-c", probe], env=ENVIRONMENT,
+                            capture_output=True, text=True, timeout=300)
+    if result.returncode != 0:
+        raise StageFailure(f"TensorFlow does not start: {result.stderr.strip()[-2000:]}")
+    return int(result.stdout.split()[-1])
+
+
+@contextlib.contextmanager
+def running_server(export_base: Path, model_name: str):
+    """Start spade-serve on a free loopback port; yield its address; always stop it."""
+    process = start_tool("spade-serve", "--model-base-path", export_base / model_name,
+                         "--model-name", model_name, "--port", 0, "--poll-seconds", 0,
+                         stdout=subprocess.PIPE)
+    try:
+        address = _wait_for_address(process)
+        yield address
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        print("[demo] spade-serve stopped", flush=True)
+
+
+def _wait_for_address(process: subprocess.Popen) -> str:
+    deadline = time.monotonic() + SERVER_START_SECONDS
+    prefix = "spade-serve: listening on "
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            raise StageFailure(f"spade-serve exited with status {process.wait()} before "
+                               "listening (output above)")
+        print(line.rstrip(), flush=True)
+        if line.startswith(prefix):
+            return line[len(prefix):].strip()
+    raise StageFailure(f"spade-serve did not listen within {SERVER_START_SECONDS}s")
+
+
+def read_scenes(folder: Path, limit: int):
+    """Label maps, instance maps and photos of a synthetic scene folder, in name order."""
+    import numpy as np
+    from PIL import Image
+
+    names = sorted(path.name for path in (folder / "labels").glob("*.png"))[:limit]
+    if not names:
+        raise StageFailure(f"no label maps in {folder / 'labels'}")
+
+    def read(kind: str, name: str):
+        with Image.open(folder / kind / name) as image:
+            return np.array(image)
+
+    return ([read("labels", n).astype(np.int32) for n in names],
+            [read("instances", n).astype(np.int32) for n in names],
+            [read("images", n) for n in names])
+
+
+def write_grid(path: Path, labels, generated, real, scale: int = 2) -> tuple[int, int]:
+    """One row per scene: colourised label | generated | real, enlarged ``scale`` times."""
+    import numpy as np
+    from PIL import Image
+
+    from tfrecords_tools.synthetic import BASE_COLORS
+
+    rows = [np.concatenate([BASE_COLORS.astype(np.uint8)[label], image, photo], axis=1)
+            for label, image, photo in zip(labels, generated, real, strict=True)]
+    grid = np.concatenate(rows, axis=0).repeat(scale, axis=0).repeat(scale, axis=1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(grid).save(path)
+    return grid.shape[1], grid.shape[0]
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="demo_output", help="working folder (demo_output)")
+    parser.add_argument("--config", default=str(ROOT / "configs" / "demo.yaml"))
+    parser.add_argument("--scenes", type=int, default=256, help="training scenes (256)")
+    parser.add_argument("--held-out", type=int, default=8, help="held-out scenes (8)")
+    parser.add_argument("--size", type=int, default=64, help="scene side in pixels (64)")
+    parser.add_argument("--epochs", type=int, default=24, help="training epochs (24)")
+    parser.add_argument("--cpu-replicas", type=int, default=2,
+                        help="logical CPU replicas when there is no GPU (2)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if min(args.scenes, args.held_out, args.epochs, args.cpu_replicas) < 1:
+        parser.error("--scenes, --held-out, --epochs and --cpu-replicas must be positive")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default=str(ROOT / "configs" / "demo.yaml"))
-    parser.add_argument("--out", default="demo_output", help="folder for the PNG")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
+    args = parse_args(argv)
+    out = Path(args.out).resolve()
+    if out.exists() and any(out.iterdir()) and not (out / "summary.json").is_file() \
+            and not (out / "scenes").is_dir():
+        print(f"[demo] {out} exists and is not a demo folder; choose another --out",
+              file=sys.stderr)
+        return 2
+    scenes, records, run = out / "scenes", out / "records", out / "run"
+    exports, model_name = out / "exports", "spade"
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
 
-    with stage("load config and build the generator"):
-        import tensorflow as tf
+    with stage("1/6 synthetic scenes", timings):
+        import shutil
 
-        from spade_tf.config import load_config
-        from spade_tf.models import build_generator, build_semantic_input
-        from tfrecords_tools import synthetic
+        for folder in (scenes, records, run, exports):
+            shutil.rmtree(folder, ignore_errors=True)  # every run starts afresh
+        run_tool("spade-tfrecords", "synthetic", "--out", scenes / "train", "--num",
+                 args.scenes, "--size", args.size, "--seed", args.seed)
+        run_tool("spade-tfrecords", "synthetic", "--out", scenes / "held_out", "--num",
+                 args.held_out, "--size", args.size, "--seed", args.seed + 1)
 
-        config = load_config(args.config)
-        generator = build_generator(config.model)
-        semantic_input = build_semantic_input(config.model)
-        height, width = config.model.image_size
-        print(f"[demo] generator: {generator.count_params():,} parameters, "
-              f"{height}x{width} images from {config.model.semantic_channels} semantic channels")
+    with stage("2/6 TFRecords", timings):
+        train_scenes = scenes / "train"
+        run_tool("spade-tfrecords", "convert", "--dataset", "folders",
+                 "--images", train_scenes / "images", "--labels", train_scenes / "labels",
+                 "--instances", train_scenes / "instances", "--num-classes", 8,
+                 "--num-shards", 4, "--out", records)
 
-    with stage("draw a synthetic label map"):
-        scene = synthetic.generate_scene(synthetic.scene_rng(args.seed, 0), size=width)
-        label = scene.label[:height]
-        instance = scene.instance[:height]
+    with stage("3/6 training (MirroredStrategy)", timings):
+        gpus = count_gpus()
+        print(f"[demo] {gpus} GPU(s); mirroring over "
+              f"{f'{gpus} GPU(s)' if gpus else f'{args.cpu_replicas} logical CPU replicas'}",
+              flush=True)
+        devices = [] if gpus else ["--cpu-replicas", args.cpu_replicas]
+        run_tool("spade-train", "--config", args.config, "--data", records,
+                 "--model-dir", run, "--strategy", "mirrored", *devices,
+                 "--set", f"train.epochs={args.epochs}",
+                 "--set", f"train.decay_epochs={max(1, args.epochs // 2)}",
+                 "--set", f"data.load_size={args.size}", "--set", f"model.crop_size={args.size}",
+                 "--verbose", 2)
 
-    with stage("synthesize"):
-        instances = tf.constant(instance[None], tf.int32) if config.model.use_instance_edges \
-            else None
-        semantic = semantic_input(tf.constant(label[None], tf.int32), instances)
-        inputs = {"semantic": semantic}
-        if config.model.use_vae:
-            inputs["latent"] = tf.random.stateless_normal(
-                (1, config.model.latent_dim), seed=(args.seed, 0))
-        image = generator(inputs, training=False).numpy()[0]
-        generated = np.round((image + 1.0) * 127.5).clip(0, 255).astype(np.uint8)
+    with stage("4/6 export", timings):
+        run_tool("spade-export", "--model-dir", run, "--export-base", exports,
+                 "--model-name", model_name)
 
-    with stage("write the PNG"):
-        out_dir = Path(args.out)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        palette = synthetic.BASE_COLORS.astype(np.uint8)
-        grid = np.concatenate([colorize(label, palette), generated, scene.image[:height]], axis=1)
-        path = out_dir / "demo.png"
-        Image.fromarray(grid).save(path)
-        print(f"[demo] wrote {path.resolve()} (label | generated | real, {grid.shape[1]}x"
-              f"{grid.shape[0]}); generated pixel range {generated.min()}..{generated.max()}")
+    with stage("5/6 serve and synthesize over gRPC", timings):
+        with native_stderr_silenced():  # the client's protos import TensorFlow
+            from serving.client import SpadeClient
+
+        labels, instances, photos = read_scenes(scenes / "held_out", args.held_out)
+        generated, latencies = [], []
+        with running_server(exports, model_name) as address:
+            with SpadeClient(address, model_name, timeout=120.0) as client:
+                for label, instance in zip(labels, instances, strict=True):
+                    begin = time.perf_counter()
+                    generated.append(client.synthesize(label, instance))
+                    latencies.append(time.perf_counter() - begin)
+            print(f"[demo] {len(generated)} held-out label maps synthesized by {address}",
+                  flush=True)
+
+    with stage("6/6 picture and measurements", timings):
+        import numpy as np
+
+        from spade_tf.evaluation.synthetic import synthetic_scores
+
+        picture = out / "demo.png"
+        width, height = write_grid(picture, labels, generated, photos)
+        label_stack = np.stack(labels)
+        scores = synthetic_scores(np.stack(generated), label_stack)
+        ceiling = synthetic_scores(np.stack(photos), label_stack)
+        summary = {
+            "picture": str(picture),
+            "synthetic_miou": scores.mean_iou, "synthetic_pixel_accuracy": scores.pixel_accuracy,
+            "real_photo_miou": ceiling.mean_iou,
+            "median_request_ms": 1000 * float(np.median(latencies[1:] or latencies)),
+            "stage_seconds": timings, "total_seconds": time.perf_counter() - started,
+        }
+        (out / "summary.json").write_text(json.dumps(summary, indent=2))
+
+    print(f"""
+[demo] finished in {summary['total_seconds'] / 60:.1f} min
+[demo] picture: {picture} ({width}x{height}; each row: label | generated | real)
+[demo] synthetic mIoU of the served images on {len(labels)} held-out label maps: \
+{scores.mean_iou:.3f} (pixel accuracy {scores.pixel_accuracy:.3f}); the real photos score \
+{ceiling.mean_iou:.3f}. Each pixel's class is read back from its colour.
+[demo] median gRPC request (one {args.size}x{args.size} image): \
+{summary['median_request_ms']:.0f} ms
+[demo] model folder {run}, export {exports / model_name}, figures {out / 'summary.json'}""")
     return 0
 
 

@@ -188,12 +188,16 @@ class ExportConfig:
 
     max_batch_size: int = 8
     max_pixels: int = 1024 * 1024
+    # Compute precision of the exported graph (weights stay float32): see spade_tf.precision.
+    precision: str = "float32"
 
     def __post_init__(self) -> None:
         _require(self.max_batch_size >= 1, "export.max_batch_size", self.max_batch_size,
                  "a positive integer")
         _require(self.max_pixels >= 1, "export.max_pixels", self.max_pixels,
                  "a positive integer")
+        _require(self.precision in ("float32", "bfloat16", "float16"), "export.precision",
+                 self.precision, "one of float32, bfloat16, float16")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -25,6 +25,7 @@ import tensorflow as tf
 from spade_tf import signatures as sig
 from spade_tf.layers.semantic import semantic_one_hot
 from spade_tf.model_dir import load_model_dir
+from spade_tf.precision import policy_name, with_precision
 
 
 class ExportError(ValueError):
@@ -203,8 +204,12 @@ def _warmup_requests(path: Path, model_name: str, module: SpadeServingModule) ->
 def export_model(model_dir: str | os.PathLike, export_base: str | os.PathLike,
                  model_name: str = "spade", version: int | None = None,
                  max_batch_size: int | None = None, max_pixels: int | None = None,
-                 warmup: bool = True) -> Path:
-    """Export ``model_dir`` to ``export_base/model_name/version``; returns that folder."""
+                 warmup: bool = True, precision: str | None = None) -> Path:
+    """Export ``model_dir`` to ``export_base/model_name/version``; returns that folder.
+
+    ``precision`` ("float32", "bfloat16" or "float16"; default ``export.precision`` of the
+    model's config) is the compute type of the served graph; see :mod:`spade_tf.precision`.
+    """
     if not model_name or "/" in model_name or model_name.startswith("."):
         raise ExportError(f"model name {model_name!r} must be a plain folder name.")
     loaded = load_model_dir(model_dir, networks=("generator", "encoder"))
@@ -217,6 +222,11 @@ def export_model(model_dir: str | os.PathLike, export_base: str | os.PathLike,
     if getattr(loaded.generator, "use_vae", False) and loaded.encoder is None:
         raise ExportError(f"{model_dir}: the generator is a VAE one but encoder.keras is "
                           "missing.")
+    precision = precision or export_config.precision
+    policy_name(precision)
+    generator = with_precision(loaded.generator, precision)
+    encoder = with_precision(loaded.encoder, precision) \
+        if model_config.use_vae and loaded.encoder is not None else None
     model_base = Path(export_base) / model_name
     version = version if version is not None else next_version(model_base)
     if version < 1:
@@ -226,7 +236,7 @@ def export_model(model_dir: str | os.PathLike, export_base: str | os.PathLike,
         raise ExportError(f"{target} exists already: versions are immutable; export as a "
                           "new version (omit --version) or remove it.")
     module = SpadeServingModule(
-        loaded.generator, loaded.encoder if model_config.use_vae else None, model_config,
+        generator, encoder, model_config,
         max_batch_size or export_config.max_batch_size, max_pixels or export_config.max_pixels)
     model_base.mkdir(parents=True, exist_ok=True)
     # Not an integer name: TF Serving ignores the folder until it is renamed.
@@ -244,6 +254,7 @@ def export_model(model_dir: str | os.PathLike, export_base: str | os.PathLike,
             "use_instance_edges": model_config.use_instance_edges,
             "use_vae": model_config.use_vae, "latent_dim": model_config.latent_dim,
             "max_batch_size": module.max_batch_size, "max_pixels": module.max_pixels,
+            "precision": precision,
             "signatures": sorted(signature_functions),
         }
         (staging / sig.SPADE_METADATA_FILE).parent.mkdir(parents=True, exist_ok=True)

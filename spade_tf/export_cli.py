@@ -25,6 +25,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="largest batch a request may carry (default: export.max_batch_size)")
     parser.add_argument("--max-pixels", type=int,
                         help="largest style image in pixels (default: export.max_pixels)")
+    parser.add_argument("--precision", choices=("float32", "bfloat16", "float16"),
+                        help="compute precision of the served graph (default: "
+                             "export.precision, float32); bfloat16 suits CPUs with bf16 "
+                             "units and recent GPUs, float16 GPUs")
     parser.add_argument("--no-warmup", action="store_true",
                         help="do not write assets.extra/tf_serving_warmup_requests")
     return parser
@@ -39,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         path = export_model(args.model_dir, args.export_base, args.model_name,
                             version=args.version, max_batch_size=args.max_batch_size,
-                            max_pixels=args.max_pixels, warmup=not args.no_warmup)
+                            max_pixels=args.max_pixels, warmup=not args.no_warmup,
+                            precision=args.precision)
     except (ExportError, ModelDirError) as error:
         print(f"spade-export: error: {error}", file=sys.stderr)
         return 2

@@ -17,7 +17,7 @@ Scene model (``generate_scene``), on a ``size x size`` canvas:
   ground and grows as its foot nears the bottom edge; objects are painted far
   to near, so near ones occlude far ones (a hidden object simply vanishes).
 
-Class table (``CLASSES``)::
+Class table (``CLASSES``, defined in ``spade_tf.evaluation.synthetic``)::
 
     id  name      base RGB         kind
     0   sky       (100, 190, 250)  stuff
@@ -54,29 +54,18 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-
-@dataclass(frozen=True)
-class SemanticClass:
-    id: int
-    name: str
-    color: tuple[int, int, int]
-    thing: bool
-
-
-CLASSES: tuple[SemanticClass, ...] = (
-    SemanticClass(0, "sky", (100, 190, 250), False),
-    SemanticClass(1, "ground", (200, 180, 90), False),
-    SemanticClass(2, "water", (20, 40, 180), False),
-    SemanticClass(3, "road", (60, 55, 60), False),
-    SemanticClass(4, "tree", (40, 160, 30), True),
-    SemanticClass(5, "building", (230, 215, 200), True),
-    SemanticClass(6, "car", (210, 40, 40), True),
-    SemanticClass(7, "person", (200, 60, 200), True),
+# The class table and the colour classifier are defined in the library (which never
+# imports these tools) and re-exported here: scenes and their evaluation share them.
+from spade_tf.evaluation.synthetic import (  # noqa: F401  (re-exported)
+    BASE_COLORS,
+    CLASSES,
+    NUM_CLASSES,
+    THING_CLASSES,
+    SemanticClass,
+    classify_colors,
 )
-NUM_CLASSES = len(CLASSES)
+
 SKY, GROUND, WATER, ROAD, TREE, BUILDING, CAR, PERSON = range(NUM_CLASSES)
-THING_CLASSES = tuple(c.id for c in CLASSES if c.thing)
-BASE_COLORS = np.array([c.color for c in CLASSES], dtype=np.int32)
 TEXTURE_AMPLITUDE = 12  # max |texture| in grey levels
 SHADE_AMPLITUDE = 6  # max |instance shade| per channel
 INSTANCE_STRIDE = 1000  # thing id = class * INSTANCE_STRIDE + k
@@ -151,22 +140,6 @@ def render_image(label: np.ndarray, instance: np.ndarray) -> np.ndarray:
         texture[mask] = texture_fn(y[mask], x[mask])
     rgb = BASE_COLORS[label] + texture[..., None] + _instance_shade(instance)
     return np.clip(rgb, 0, 255).astype(np.uint8)
-
-
-def classify_colors(image: np.ndarray) -> np.ndarray:
-    """Class of each pixel of a uint8 [..., 3] image: its nearest base colour."""
-    image = np.asarray(image)
-    if image.dtype != np.uint8 or image.ndim < 1 or image.shape[-1] != 3:
-        raise ValueError(f"image must be a uint8 [..., 3] array, got {image.dtype} "
-                         f"{image.shape}")
-    pixels = image.astype(np.int32)
-    best = np.full(image.shape[:-1], np.iinfo(np.int32).max)
-    label = np.zeros(image.shape[:-1], dtype=np.uint8)
-    for cls, color in enumerate(BASE_COLORS):  # loop keeps memory at one [H, W]
-        dist = ((pixels - color) ** 2).sum(axis=-1)
-        closer = dist < best
-        label[closer], best[closer] = cls, dist[closer]
-    return label
 
 
 # --- scene model ------------------------------------------------------------

@@ -15,6 +15,14 @@ class ConfiguredModel(keras.Model):
 
     config_keys: tuple[str, ...] = ()
 
+    def call(self, inputs, training=None, mask=None):
+        # An unspecified phase means inference. Left as None, Keras lets a layer with a
+        # training default of its own (the encoder's Resizing preprocessing layer) set
+        # the phase for the layers after it: spectral norm then ran power iterations
+        # and changed its stored vectors on a plain ``encoder(photo)`` call.
+        return super().call(inputs, training=False if training is None else training,
+                            mask=mask)
+
     def get_config(self) -> dict:
         config = {"name": self.name, "trainable": self.trainable}
         config.update({key: getattr(self, key) for key in self.config_keys})

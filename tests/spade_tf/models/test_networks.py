@@ -109,6 +109,20 @@ def test_encoder_resize_is_identity_at_its_input_size():
     np.testing.assert_allclose(resized.numpy(), x.numpy(), atol=1e-6)
 
 
+def test_a_call_without_training_is_inference():
+    encoder = VAEEncoder(base_filters=4, latent_dim=8, input_size=128)
+    photo = tf.random.normal((1, 128, 128, 3))
+    vectors = [w for w in encoder.weights if w.path.endswith(("/u", "/v"))]
+    assert len(vectors) == 12
+    stored = [w.numpy().copy() for w in vectors]
+    plain = encoder(photo)["mean"].numpy()
+    for before, after in zip(stored, vectors, strict=True):
+        np.testing.assert_array_equal(before, after.numpy())  # no power iteration ran
+    np.testing.assert_array_equal(plain, encoder(photo, training=False)["mean"].numpy())
+    encoder(photo, training=True)
+    assert any(np.abs(b - a.numpy()).max() > 0 for b, a in zip(stored, vectors, strict=True))
+
+
 @pytest.mark.parametrize("kwargs, words", [
     ({"crop_size": 100}, "crop_size=100 cannot be upsampled to"),
     ({"num_upsampling_layers": "many"}, "num_upsampling_layers='many' is unknown"),

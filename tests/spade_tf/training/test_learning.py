@@ -6,28 +6,18 @@ score is the mean intersection-over-union over classes ("synthetic mIoU"), on he
 label maps. Marked slow: run with ``pytest -m slow``.
 """
 
-import numpy as np
 import pytest
 from subprocess_helpers import ROOT
 from synthetic_data import make_synthetic_records
 
 from spade_tf.config import load_config
 from spade_tf.data import make_input_fn
+from spade_tf.evaluation import synthetic_miou
+from spade_tf.evaluation.images import to_uint8
 from spade_tf.train import train
 from tfrecords_tools import synthetic
 
 pytestmark = pytest.mark.slow
-
-
-def synthetic_miou(generated: np.ndarray, labels: np.ndarray) -> float:
-    pixels = np.round((generated + 1.0) * 127.5).clip(0, 255).astype(np.uint8)
-    predicted = synthetic.classify_colors(pixels)
-    scores = []
-    for cls in range(synthetic.NUM_CLASSES):
-        union = np.logical_or(predicted == cls, labels == cls).sum()
-        if union:
-            scores.append(np.logical_and(predicted == cls, labels == cls).sum() / union)
-    return float(np.mean(scores))
 
 
 def test_generated_colours_follow_the_label_map(tmp_path):
@@ -42,7 +32,7 @@ def test_generated_colours_follow_the_label_map(tmp_path):
                                          augment=False, shuffle=False)(None)))
 
     def score(trainer) -> float:
-        return synthetic_miou(np.asarray(trainer(test_batch, training=False)),
+        return synthetic_miou(to_uint8(trainer(test_batch, training=False)),
                               test_batch["label"].numpy())
 
     from spade_tf.train import build_trainer

@@ -1,0 +1,147 @@
+"""Run a trained generator over TFRecords and write PNG folders the metrics read.
+
+``generate_images(model_dir, data_dir, out_dir)`` writes, for every record (in shard
+order, no augmentation: the evaluation preprocessing of ``spade_tf.data.pipeline``):
+
+- ``generated/<name>.png``: the generator's image, uint8 by the export's rule;
+- ``real/<name>.png``: the photo after the same preprocessing (the model's size);
+- ``labels/<name>.png``: the label ids at that size (8-bit PNG, 16-bit when an id > 255).
+
+``<name>`` is the record key's file stem (its index is appended when two keys share a
+stem). VAE models take their latent like the reference's test mode, from the encoder on
+the real photo (``latent="encode"``: mean + noise * std), or from N(0, I)
+(``latent="random"``); the noise of example i depends only on ``(seed, i)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from spade_tf.evaluation.errors import EvaluationError
+from spade_tf.evaluation.images import to_uint8, write_png
+
+SUBFOLDERS = ("generated", "real", "labels")
+LATENT_MODES = ("encode", "random")
+
+
+@dataclasses.dataclass(frozen=True)
+class GenerateSummary:
+    out_dir: Path
+    num_images: int
+    image_size: tuple[int, int]
+    names: tuple[str, ...]
+
+
+def _dataset(data_dir, config, batch_size: int, limit: int | None):
+    """Shard files, batches of (key, label, instance, photo) in shard order preprocessed for
+    evaluation, and their number of examples."""
+    import tensorflow as tf
+
+    from spade_tf.data.manifest import check_shard_files, read_manifest
+    from spade_tf.data.pipeline import preprocess
+    from spade_tf.data.schema import parse_example
+    from spade_tf.layers.semantic import check_label_ids
+
+    model = config.model
+    manifest = read_manifest(data_dir)
+    manifest.check_label_settings(model.num_classes, model.use_dontcare_label,
+                                  model.dontcare_label, model.use_instance_edges)
+    files = [str(path) for path in check_shard_files(data_dir, manifest)]
+    dontcare = model.dontcare_label if model.use_dontcare_label else None
+
+    def load(record):
+        example = parse_example(record)
+        example["label"] = check_label_ids(example["label"], model.num_classes, dontcare)
+        # augment=False: centre crop, no flip; the seed is unused.
+        photo, label, instance = preprocess(example, tf.zeros([2], tf.int32), config.data,
+                                            model.image_size, augment=False)
+        return example["key"], label, instance, photo
+
+    records = tf.data.TFRecordDataset(files)  # one file after another: shard order
+    total = manifest.num_examples
+    if limit is not None:
+        records, total = records.take(limit), min(limit, total)
+    return files, records.map(load).batch(batch_size), total
+
+
+def _latent(networks, photo, indices, seed: int, latent: str):
+    import tensorflow as tf
+
+    latent_dim = networks.config.model.latent_dim
+    noise = tf.stack([tf.random.stateless_normal([latent_dim], seed=[seed, int(index)])
+                      for index in indices])
+    if latent == "random":
+        return noise
+    encoded = networks.encoder(tf.cast(photo, tf.float32) / 127.5 - 1.0, training=False)
+    return encoded["mean"] + noise * tf.exp(0.5 * encoded["log_variance"])
+
+
+def _name(key: bytes, index: int, used: set[str]) -> str:
+    stem = Path(key.decode("utf-8", "replace")).stem or f"{index:06d}"
+    name = stem if stem not in used else f"{stem}_{index:06d}"
+    used.add(name)
+    return name
+
+
+def generate_images(model_dir: str | os.PathLike, data_dir: str | os.PathLike,
+                    out_dir: str | os.PathLike, limit: int | None = None, seed: int = 0,
+                    batch_size: int = 8, latent: str = "encode", overwrite: bool = False,
+                    progress: Callable[[int, int], None] | None = None) -> GenerateSummary:
+    """Write ``generated/``, ``real/`` and ``labels/`` PNGs for the records of ``data_dir``.
+
+    The folder appears complete or not at all; an existing non-empty ``out_dir`` is
+    refused unless ``overwrite``.
+    """
+    import tensorflow as tf
+
+    from spade_tf.data.pipeline import explain_data_errors
+    from spade_tf.model_dir import atomic_directory, load_model_dir
+    from spade_tf.models import build_semantic_input
+
+    if latent not in LATENT_MODES:
+        raise EvaluationError(f"latent {latent!r} is unknown: expected one of "
+                              f"{list(LATENT_MODES)}.")
+    if limit is not None and limit < 1:
+        raise EvaluationError(f"limit must be a positive number of images; got {limit}.")
+    if batch_size < 1:
+        raise EvaluationError(f"batch size must be a positive integer; got {batch_size}.")
+    networks = load_model_dir(model_dir, networks=("generator", "encoder"))
+    model = networks.config.model
+    if model.use_vae and networks.encoder is None and latent == "encode":
+        raise EvaluationError(f"{model_dir} is a VAE model without encoder.keras, so the latent "
+                              "cannot be encoded from the photos; use latent 'random'.")
+    files, batches, total = _dataset(data_dir, networks.config, batch_size, limit)
+    semantic_input = build_semantic_input(model)
+    names: list[str] = []
+    used: set[str] = set()
+    try:
+        with atomic_directory(out_dir, overwrite=overwrite) as out, explain_data_errors(files):
+            for sub in SUBFOLDERS:
+                (out / sub).mkdir()
+            for keys, labels, instances, photos in batches:
+                semantic = semantic_input(labels, instances if model.use_instance_edges else None)
+                inputs = {"semantic": semantic}
+                if model.use_vae:
+                    indices = range(len(names), len(names) + int(labels.shape[0]))
+                    inputs["latent"] = _latent(networks, photos, indices, seed, latent)
+                images = to_uint8(networks.generator(inputs, training=False))
+                reals = np.clip(np.round(photos.numpy()), 0, 255).astype(np.uint8)
+                for key, image, real, label in zip(keys.numpy(), images, reals, labels.numpy(),
+                                                   strict=True):
+                    name = _name(key, len(names), used)
+                    write_png(out / "generated" / f"{name}.png", image)
+                    write_png(out / "real" / f"{name}.png", real)
+                    write_png(out / "labels" / f"{name}.png",
+                              label.astype(np.uint8 if label.max() <= 255 else np.uint16))
+                    names.append(name)
+                if progress is not None:
+                    progress(len(names), total)
+    except tf.errors.InvalidArgumentError as error:  # e.g. label ids outside the classes
+        raise EvaluationError(f"reading {data_dir} failed: {error.message.splitlines()[0]}"
+                              ) from None
+    return GenerateSummary(Path(out_dir), len(names), model.image_size, tuple(names))
