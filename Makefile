@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: setup test lint demo clean
+.PHONY: setup test lint demo bench clean
 
 setup: $(STAMP)
 
@@ -30,6 +30,10 @@ test: lint
 
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py --out demo_output
+
+# Figures, not tests: Keras vs PyTorch generator, training step, input pipeline, serving.
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run_all.py
 
 clean:
 	rm -rf $(VENV) demo_output .pytest_cache

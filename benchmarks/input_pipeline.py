@@ -5,13 +5,15 @@ Writes a synthetic dataset at 256x256 (or --size), converts it, then times
 2) the training pipeline: decode + resize to load_size (bicubic / nearest) + random crop
    + flip + batch, as ``spade_tf.data.make_input_fn`` builds it.
 
-    python benchmarks/input_pipeline.py [--num 128] [--size 256] [--epochs 3]
+    python benchmarks/input_pipeline.py [--num 128] [--size 256] [--epochs 3] [--json OUT]
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -22,6 +24,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import tensorflow as tf  # noqa: E402
 
+from benchmarks.common import (  # noqa: E402
+    add_json_argument,
+    machine,
+    machine_line,
+    progress,
+    write_json,
+)
 from spade_tf.config import DataConfig, ModelConfig  # noqa: E402
 from spade_tf.data import load_dataset, parse_example, read_manifest  # noqa: E402
 from tfrecords_tools import synthetic  # noqa: E402
@@ -45,8 +54,12 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch", type=int, default=8)
+    add_json_argument(parser)
     args = parser.parse_args()
+    info = machine()
     work = Path(tempfile.mkdtemp(prefix="spade-bench-"))
+    atexit.register(shutil.rmtree, work, ignore_errors=True)
+    progress(f"writing {args.num} synthetic examples and converting them to TFRecords")
     scenes = synthetic.write_dataset(work / "scenes", args.num, size=args.size)
     listing = list_folders(scenes / "images", scenes / "labels", synthetic.NUM_CLASSES,
                            instances=scenes / "instances")
@@ -59,14 +72,22 @@ def main() -> None:
                         crop_size=args.size)
     data = DataConfig(preprocess="resize_and_crop", load_size=round(args.size * 286 / 256),
                       flip=True)
-    training = load_dataset(work / "records", model, data, args.batch, repeat=False)
+    training = load_dataset(work / "records", model, data, args.batch, num_epochs=1)
+    progress("timing decode only")
     decode_rate = _rate(decode, 1, args.epochs)
+    progress("timing the training pipeline")
     pipeline_rate = _rate(training, args.batch, args.epochs)
-    print(f"machine: {os.cpu_count()} CPU cores; {args.num} synthetic PNG examples "
-          f"{args.size}x{args.size}, 8 shards")
+    info["load_average_1m_at_end"] = round(os.getloadavg()[0], 2)
+    print(machine_line(info))
+    print(f"data: {args.num} synthetic PNG examples {args.size}x{args.size}, 8 shards, "
+          f"{args.epochs} epochs timed after 2 warm-up elements")
     print(f"decode only:                      {decode_rate:8.1f} examples/s")
     print(f"training pipeline (resize {data.load_size}, crop {args.size}, flip, batch "
           f"{args.batch}): {pipeline_rate:8.1f} examples/s")
+    write_json(args.json, {
+        "benchmark": "input_pipeline", "machine": info, "num": args.num, "size": args.size,
+        "epochs": args.epochs, "batch": args.batch, "load_size": data.load_size,
+        "decode_examples_per_s": decode_rate, "pipeline_examples_per_s": pipeline_rate})
 
 
 if __name__ == "__main__":

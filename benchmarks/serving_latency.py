@@ -12,12 +12,15 @@ SPADE hidden filters) take seconds per image on a small CPU machine, so the defa
 narrower; pass ``--base-filters 64 --spade-hidden-filters 128`` for the real size.
 
     python benchmarks/serving_latency.py [--size 256] [--base-filters 16] [--iterations 30]
+                                         [--json OUT]
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -30,6 +33,13 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from benchmarks.common import (  # noqa: E402
+    add_json_argument,
+    machine,
+    machine_line,
+    progress,
+    write_json,
+)
 from serving.client import SpadeClient  # noqa: E402
 from serving.server import SpadeServer  # noqa: E402
 from spade_tf import signatures as sig  # noqa: E402
@@ -71,13 +81,17 @@ def main() -> None:
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--iterations", type=int, default=30, help="timed calls per case (30)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed calls per case (3)")
+    add_json_argument(parser)
     args = parser.parse_args()
+    info = machine()
 
     model = ModelConfig(num_classes=args.num_classes, crop_size=args.size,
                         base_filters=args.base_filters,
                         spade_hidden_filters=args.spade_hidden_filters)
     work = Path(tempfile.mkdtemp(prefix="spade-serving-bench-"))
+    atexit.register(shutil.rmtree, work, ignore_errors=True)
     keras.utils.set_random_seed(0)
+    progress("building and exporting the model")
     save_model_dir(work / "model", ModelDir(Config(model=model), build_generator(model)))
     version = export_model(work / "model", work / "exports", "spade",
                            max_batch_size=max(args.batches))
@@ -93,6 +107,7 @@ def main() -> None:
     try:
         for batch in args.batches:
             labels = rng.integers(0, args.num_classes, (batch, height, width)).astype(np.int32)
+            progress(f"timing batch {batch}: {args.iterations} calls on each path")
             local, remote = _paired(
                 lambda labels=labels: signature(label_ids=tf.constant(labels))[sig.IMAGE].numpy(),
                 lambda labels=labels: client.predict({sig.LABEL_IDS: labels}),
@@ -106,7 +121,8 @@ def main() -> None:
         client.close()
         server.stop(grace=1.0).wait(10)
 
-    print(f"machine: {os.cpu_count()} CPU cores, TensorFlow {tf.__version__}, CPU only")
+    info["load_average_1m_at_end"] = round(os.getloadavg()[0], 2)
+    print(machine_line(info))
     print(f"model: {height}x{width}, {args.num_classes} classes (one-hot in the graph), "
           f"base_filters {args.base_filters}, spade_hidden_filters "
           f"{args.spade_hidden_filters} (paper: 64 / 128), random weights")
@@ -127,6 +143,16 @@ def main() -> None:
         paired = remote - local
         print(f"{'per-pair gRPC - local':<22}{np.median(paired):10.1f} ms median, "
               f"{np.median(paired) / np.median(local):.1%} of the in-process median")
+    write_json(args.json, {
+        "benchmark": "serving_latency", "machine": info, "image_size": [height, width],
+        "num_classes": args.num_classes, "base_filters": args.base_filters,
+        "spade_hidden_filters": args.spade_hidden_filters, "iterations": args.iterations,
+        "warmup": args.warmup,
+        "batches": {str(batch): {
+            "in_process_ms": {f"p{p}": float(np.percentile(local, p)) for p in PERCENTILES},
+            "grpc_ms": {f"p{p}": float(np.percentile(remote, p)) for p in PERCENTILES},
+            "paired_overhead_ms_median": float(np.median(remote - local)),
+        } for batch, (local, remote) in results.items()}})
 
 
 if __name__ == "__main__":

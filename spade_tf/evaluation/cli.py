@@ -103,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="VAE models: latent from the real photo (encode, as the reference's "
                           "test) or from N(0, I)")
     gen.add_argument("--batch-size", type=int, default=8, help="images per batch (8)")
+    gen.add_argument("--precision", default="float32", choices=("float32", "bfloat16", "float16"),
+                     help="compute precision of the generator (float32; bfloat16 suits CPUs "
+                          "with bf16 units and recent GPUs, float16 GPUs)")
     gen.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
     return parser
 
@@ -165,7 +168,7 @@ def _run_generate(args, progress) -> None:
 
     summary = generate_images(args.model_dir, args.data, args.out, limit=args.limit,
                               seed=args.seed, batch_size=args.batch_size, latent=args.latent,
-                              overwrite=args.overwrite,
+                              overwrite=args.overwrite, precision=args.precision,
                               progress=lambda done, total: progress("generated", done, total))
     height, width = summary.image_size
     print(f"wrote {summary.num_images} images ({width}x{height}) to {summary.out_dir}/"

@@ -91,9 +91,12 @@ def _name(key: bytes, index: int, used: set[str]) -> str:
 def generate_images(model_dir: str | os.PathLike, data_dir: str | os.PathLike,
                     out_dir: str | os.PathLike, limit: int | None = None, seed: int = 0,
                     batch_size: int = 8, latent: str = "encode", overwrite: bool = False,
-                    progress: Callable[[int, int], None] | None = None) -> GenerateSummary:
+                    progress: Callable[[int, int], None] | None = None,
+                    precision: str = "float32") -> GenerateSummary:
     """Write ``generated/``, ``real/`` and ``labels/`` PNGs for the records of ``data_dir``.
 
+    ``precision`` ("float32", "bfloat16", "float16") is the generator's and encoder's
+    compute type (see :mod:`spade_tf.precision`).
     The folder appears complete or not at all; an existing non-empty ``out_dir`` is
     refused unless ``overwrite``.
     """
@@ -102,6 +105,7 @@ def generate_images(model_dir: str | os.PathLike, data_dir: str | os.PathLike,
     from spade_tf.data.pipeline import explain_data_errors
     from spade_tf.model_dir import atomic_directory, load_model_dir
     from spade_tf.models import build_semantic_input
+    from spade_tf.precision import policy_name, with_precision
 
     if latent not in LATENT_MODES:
         raise EvaluationError(f"latent {latent!r} is unknown: expected one of "
@@ -110,7 +114,11 @@ def generate_images(model_dir: str | os.PathLike, data_dir: str | os.PathLike,
         raise EvaluationError(f"limit must be a positive number of images; got {limit}.")
     if batch_size < 1:
         raise EvaluationError(f"batch size must be a positive integer; got {batch_size}.")
+    policy_name(precision)  # an unknown name fails before any loading
     networks = load_model_dir(model_dir, networks=("generator", "encoder"))
+    networks.generator = with_precision(networks.generator, precision)
+    if networks.encoder is not None:
+        networks.encoder = with_precision(networks.encoder, precision)
     model = networks.config.model
     if model.use_vae and networks.encoder is None and latent == "encode":
         raise EvaluationError(f"{model_dir} is a VAE model without encoder.keras, so the latent "

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from synthetic_data import make_synthetic_records
 
+from spade_tf import precision
 from spade_tf.config import Config, DataConfig, ModelConfig
 from spade_tf.evaluation import (
     feature_statistics,
@@ -49,7 +50,7 @@ def _images(folder, names):
     return np.stack([read_image(folder / f"{name}.png") for name in names])
 
 
-def test_generate_then_synthetic(records, tmp_path, capsys):
+def test_generate_then_synthetic(records, tmp_path, capsys, monkeypatch):
     scenes, data = records
     model_dir = _model_dir(tmp_path / "model", PLAIN)
     out = tmp_path / "eval"
@@ -69,6 +70,15 @@ def test_generate_then_synthetic(records, tmp_path, capsys):
                                   training=False))
     generated = _images(out / "generated", names)
     assert np.abs(generated.astype(int) - expected).max() <= 1
+    # The in-process precision switch (its accuracy is tested in test_precision.py on a
+    # generator with calibrated statistics; this untrained one saturates).
+    computed_in, original_with_precision = [], precision.with_precision
+    monkeypatch.setattr(precision, "with_precision", lambda network, name: computed_in.append(
+        name) or original_with_precision(network, name))
+    assert main(["generate", "--model-dir", str(model_dir), "--data", str(data), "--out",
+                 str(tmp_path / "eval_bf16"), "--precision", "bfloat16"]) == 0
+    assert computed_in == ["bfloat16"]
+    assert len(list((tmp_path / "eval_bf16" / "generated").iterdir())) == 3
 
     report = tmp_path / "synthetic.json"
     assert main(["synthetic", "--generated", str(out / "generated"), "--labels",

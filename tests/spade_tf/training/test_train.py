@@ -32,7 +32,7 @@ def _config(*extra):
     return load_config(ROOT / "configs" / "demo.yaml", [*OVERRIDES, *extra])
 
 
-def test_train_writes_the_model_folder_and_resumes(records, tmp_path):
+def test_train_writes_the_model_folder_resumes_and_refuses_another_model(records, tmp_path):
     model_dir = tmp_path / "run"
     config = _config("train.epochs=1")
     first = train(config, records, model_dir, verbose=0)
@@ -54,12 +54,9 @@ def test_train_writes_the_model_folder_and_resumes(records, tmp_path):
     assert second["start_step"] == 3 and second["final_step"] == 6
     # Done already: a third run does nothing.
     assert train(_config("train.epochs=2"), records, model_dir, verbose=0)["final_step"] == 6
-
-
-def test_a_different_model_in_the_same_folder_is_refused(records, tmp_path):
-    train(_config("train.epochs=1"), records, tmp_path / "run", verbose=0)
+    # Another model in the same folder is refused.
     with pytest.raises(ConfigError, match="different settings \\(base_filters\\)"):
-        train(_config("model.base_filters=4"), records, tmp_path / "run", verbose=0)
+        train(_config("model.base_filters=4"), records, model_dir, verbose=0)
 
 
 def test_resumed_data_position_matches_an_uninterrupted_stream(records):

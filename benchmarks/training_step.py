@@ -1,0 +1,253 @@
+"""Training speed: seconds per GauGAN training step (one G step + one D step), examples/s.
+
+Cases (each with ``train.mixed_precision`` float32 and mixed_bfloat16):
+
+- ``demo``: configs/demo.yaml as it is (64x64, 8 classes + instance edges, batch 8,
+  no VGG loss);
+- ``ade20k``: configs/ade20k.yaml at 256x256, batch 1, with the VGG19 perceptual loss
+  (random VGG19 weights from ``spade_tf.vgg.random_vgg_features``: the real ones cannot
+  be downloaded here, and the weights do not change the step's cost).
+
+The trainer comes from ``spade_tf.train.build_trainer``; its ``train_step`` (what
+``fit`` runs: G forward through D and VGG, G update, fresh fake, D update, loss
+trackers) is wrapped in ``tf.function`` as ``fit`` does (``jit_compile`` from the
+config) and called on one fixed batch held in memory, so the figure is the step alone,
+with no input pipeline. Each (case, precision) runs in a fresh process; the median of
+``--repeats`` steps after ``--warmup`` steps (of the steps during which other processes
+left the CPU alone, see benchmarks/common.py) is reported, with peak RSS.
+
+    python benchmarks/training_step.py [--cases demo ade20k] [--repeats N] [--json OUT]
+    python benchmarks/training_step.py --quick     # ADE20K at 128x128, fewer steps
+    python benchmarks/training_step.py --jit       # also the XLA-compiled step
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+
+from benchmarks.common import (  # noqa: E402
+    DEFAULT_QUIET_WAIT_S,
+    MIN_QUIET_CALLS,
+    QUICK_QUIET_WAIT_S,
+    QUIET_CORES,
+    MemoryTracker,
+    add_json_argument,
+    emit_worker_result,
+    format_table,
+    machine,
+    machine_line,
+    progress,
+    run_worker,
+    time_calls,
+    write_json,
+)
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+# case -> (config file, overrides; the crop size is added for ade20k)
+CASES = {
+    "demo": ("demo.yaml", []),
+    "ade20k": ("ade20k.yaml", ["train.batch_size=1", "train.vgg_weight=10.0"]),
+}
+PRECISIONS = ("float32", "mixed_bfloat16")
+DEFAULT_REPEATS = {"demo": 10, "ade20k": 5}
+QUICK_REPEATS = {"demo": 5, "ade20k": 2}
+
+
+def _config(case: str, crop_size: int, precision: str, jit: bool):
+    from spade_tf.config import load_config
+
+    name, overrides = CASES[case]
+    overrides = [*overrides, f"train.mixed_precision={precision}",
+                 f"train.jit_compile={str(jit).lower()}"]
+    if case == "ade20k":
+        overrides.append(f"model.crop_size={crop_size}")
+    return load_config(CONFIGS / name, overrides)
+
+
+def _batch(config, seed: int = 0) -> dict:
+    """One fixed batch in the layout of spade_tf.data.make_input_fn: blocky labels."""
+    import tensorflow as tf
+
+    model, batch = config.model, config.train.batch_size
+    height, width = model.image_size
+    rng = np.random.default_rng(seed)
+    block = 16
+
+    def blocky(high: int) -> np.ndarray:
+        coarse = rng.integers(0, high, (batch, -(-height // block), -(-width // block)))
+        return coarse.repeat(block, 1).repeat(block, 2)[:, :height, :width].astype(np.int32)
+
+    data = {"label": blocky(model.num_classes),
+            "image": rng.uniform(-1, 1, (batch, height, width, 3)).astype(np.float32)}
+    if model.use_instance_edges:
+        data["instance"] = blocky(1000)
+    return {key: tf.constant(value) for key, value in data.items()}
+
+
+def run_case(case: str, precision: str, jit: bool, crop_size: int, repeats: int,
+             warmup: int, quiet_wait_s: float = 0.0) -> dict:
+    """One (case, precision) in this process: build, warm up, time the steps."""
+    import keras
+    import tensorflow as tf
+
+    from spade_tf.train import build_trainer
+    from spade_tf.vgg import random_vgg_features
+
+    memory = MemoryTracker()
+    config = _config(case, crop_size, precision, jit)
+    keras.utils.set_random_seed(config.train.seed)
+    # As spade_tf.train.train does: the policy is global, set before building.
+    keras.mixed_precision.set_global_policy(precision)
+    vgg = random_vgg_features() if config.train.vgg_weight > 0 else None
+    trainer = build_trainer(config, vgg)
+    batch = _batch(config)
+    # What fit's train function is: train_step in a tf.function, XLA if configured.
+    step = tf.function(trainer.train_step, jit_compile=config.train.jit_compile)
+    memory.mark("built")
+    losses = {}
+
+    def one_step() -> None:
+        logs = step(batch)
+        losses.update({name: float(value.numpy()) for name, value in logs.items()})
+
+    timing = time_calls(one_step, repeats, warmup, label=f"{case} {precision}: ",
+                        between=lambda: memory.mark("warm-up"), quiet_wait_s=quiet_wait_s)
+    memory.mark("timed")
+    model = config.model
+    count = lambda network: int(sum(np.prod(v.shape) for v in network.trainable_weights))  # noqa: E731
+    return {
+        "case": case, "precision": precision, "jit_compile": config.train.jit_compile,
+        "batch_size": config.train.batch_size, "image_size": list(model.image_size),
+        "semantic_channels": model.semantic_channels, "vgg_weight": config.train.vgg_weight,
+        "generator_parameters": count(trainer.generator),
+        "discriminator_parameters": count(trainer.discriminator),
+        **timing.as_dict(),
+        "median_step_s": timing.median_ms / 1000.0,
+        "examples_per_s": config.train.batch_size / (timing.median_ms / 1000.0),
+        "losses_after": losses,
+        "losses_finite": all(math.isfinite(value) for value in losses.values()),
+        "memory": memory.as_dict(),
+        "rss_after_build_mib": memory.phases["built"]["rss_mib"],
+        "training_rss_increase_mib": max(0.0, memory.phases["timed"]["phase_peak_mib"]
+                                         - memory.phases["built"]["rss_mib"]),
+        "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads()
+        or f"default ({os.cpu_count()})",
+    }
+
+
+def _label(result: dict) -> str:
+    height, width = result["image_size"]
+    vgg = "VGG on" if result["vgg_weight"] > 0 else "no VGG"
+    jit = " XLA" if result["jit_compile"] else ""
+    return (f"{result['case']} {height}x{width} b{result['batch_size']} {vgg}, "
+            f"{result['precision']}{jit}")
+
+
+def report(results: list[dict], info: dict, args) -> None:
+    print(machine_line(info))
+    print(f"threads: TensorFlow intra-op {results[0]['intra_op_threads']}")
+    print("step: GauGAN.train_step (G step + D step, loss trackers) in a tf.function on one "
+          f"fixed in-memory batch; median of the timed steps after {args.warmup} warm-up "
+          "step(s); each row in a fresh process; random weights (VGG19 too)")
+    print(f"median = of the quiet steps (other processes kept < {QUIET_CORES} cores busy "
+          f"meanwhile); '*' where fewer than {MIN_QUIET_CALLS} were quiet and all steps are "
+          "used; +train = peak RSS during the timed steps above the RSS once built")
+    print()
+    rows = []
+    for result in results:
+        float32 = next((r for r in results if r["case"] == result["case"]
+                        and r["precision"] == "float32"
+                        and r["jit_compile"] == result["jit_compile"]), None)
+        speedup = "-" if float32 is None or float32 is result else (
+            f"{float32['median_step_s'] / result['median_step_s']:.2f}x")
+        rows.append([_label(result), f"{result['quiet_calls']}/{len(result['times_ms'])}",
+                     f"{result['median_step_s']:.3f}" + ("" if result["of_quiet"] else " *"),
+                     f"{result['min_ms'] / 1000:.3f}-{result['max_ms'] / 1000:.3f}",
+                     f"{result['examples_per_s']:.2f}", speedup,
+                     f"{result['first_call_s']:.1f}",
+                     f"{result['memory']['peak_rss_mib']:.0f}",
+                     f"{result['training_rss_increase_mib']:.0f}",
+                     "yes" if result["losses_finite"] else "NO"])
+    print(format_table(["case, precision", "quiet steps", "median s/step", "range s",
+                        "examples/s", "vs float32", "1st step s", "peak RSS MiB",
+                        "+train MiB", "finite losses"], rows))
+    for result in results:
+        print(f"{_label(result)}: G {result['generator_parameters']:,} and D "
+              f"{result['discriminator_parameters']:,} trainable parameters; losses after "
+              "the last step: " + ", ".join(f"{name} {value:.3g}" for name, value
+                                            in result["losses_after"].items()))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="\n".join(__doc__.splitlines()[2:]))
+    parser.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES),
+                        help="which cases (all)")
+    parser.add_argument("--precisions", nargs="+", choices=PRECISIONS, default=list(PRECISIONS),
+                        help="train.mixed_precision values (both)")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="timed steps per row (demo 10, ade20k 5; --quick: 5, 2)")
+    parser.add_argument("--warmup", type=int, default=None,
+                        help="untimed steps before timing (2; 1 with --quick)")
+    parser.add_argument("--crop-size", type=int, default=None,
+                        help="ADE20K image side (256; 128 with --quick)")
+    parser.add_argument("--jit", action="store_true",
+                        help="also time the XLA-compiled step (train.jit_compile=true)")
+    parser.add_argument("--quick", action="store_true",
+                        help="ADE20K at 128x128 and fewer steps: the code path in minutes")
+    parser.add_argument("--quiet-wait", type=float, default=None,
+                        help="seconds each row may spend, in all, waiting before its timed "
+                             f"calls for other processes to leave the CPU ({DEFAULT_QUIET_WAIT_S:g}"
+                             f"; {QUICK_QUIET_WAIT_S:g} with --quick; 0: never wait)")
+    add_json_argument(parser)
+    parser.add_argument("--worker", nargs=3, metavar=("CASE", "PRECISION", "JIT"),
+                        help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    args.warmup = args.warmup if args.warmup is not None else (1 if args.quick else 2)
+    if args.quiet_wait is None:
+        args.quiet_wait = QUICK_QUIET_WAIT_S if args.quick else DEFAULT_QUIET_WAIT_S
+    args.crop_size = args.crop_size or (128 if args.quick else 256)
+    if args.warmup < 1:
+        parser.error("--warmup must be at least 1 (the first step is reported separately)")
+
+    def repeats(case: str) -> int:
+        return args.repeats or (QUICK_REPEATS if args.quick else DEFAULT_REPEATS)[case]
+
+    if args.worker:
+        case, precision, jit = args.worker
+        emit_worker_result(run_case(case, precision, jit == "1", args.crop_size,
+                                    repeats(case), args.warmup, args.quiet_wait))
+        return
+
+    info = machine()
+    results = []
+    for case in args.cases:
+        for jit in (False, True) if args.jit else (False,):
+            for precision in args.precisions:
+                progress(f"{case} {precision}{' XLA' if jit else ''} in a fresh process")
+                result = run_worker([__file__, "--worker", case, precision, int(jit),
+                                     "--crop-size", args.crop_size, "--warmup", args.warmup,
+                                     "--quiet-wait", args.quiet_wait,
+                                     *(["--repeats", args.repeats] if args.repeats else []),
+                                     *(["--quick"] if args.quick else [])])
+                progress(f"{_label(result)}: median {result['median_step_s']:.3f} s/step")
+                results.append(result)
+    info["load_average_1m_at_end"] = round(os.getloadavg()[0], 2)
+    report(results, info, args)
+    write_json(args.json, {"benchmark": "training_step", "machine": info,
+                           "warmup": args.warmup, "results": results})
+
+
+if __name__ == "__main__":
+    main()
