@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # the project's packages, also when it is not installed
 # Subprocesses find the project even when it is not installed (python scripts/demo.py).
 ENVIRONMENT = {**os.environ, "PYTHONPATH": os.pathsep.join(
     filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
@@ -225,10 +226,12 @@ def main(argv: list[str] | None = None) -> int:
                  args.held_out, "--size", args.size, "--seed", args.seed + 1)
 
     with stage("2/6 TFRecords", timings):
+        from tfrecords_tools.synthetic import NUM_CLASSES
+
         train_scenes = scenes / "train"
         run_tool("spade-tfrecords", "convert", "--dataset", "folders",
                  "--images", train_scenes / "images", "--labels", train_scenes / "labels",
-                 "--instances", train_scenes / "instances", "--num-classes", 8,
+                 "--instances", train_scenes / "instances", "--num-classes", NUM_CLASSES,
                  "--num-shards", 4, "--out", records)
 
     with stage("3/6 training (MirroredStrategy)", timings):
