@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -36,7 +35,7 @@ from benchmarks.common import (  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 # name -> (arguments by default, arguments with --quick). The defaults keep the whole
-# run near 15 minutes on 2 cores; run a script alone for more repeats.
+# run near 9 minutes on a quiet 2-core machine; run a script alone for more repeats.
 BENCHMARKS = {
     "generator_vs_torch": (["--repeats", "6", "--warmup", "2"], ["--quick"]),
     "training_step": (["--repeats", "3"], ["--quick"]),
@@ -163,19 +162,19 @@ def main() -> None:
         return
 
     info = machine()
-    work = Path(tempfile.mkdtemp(prefix="spade-benchmarks-"))
     figures, seconds, failures = {}, {}, {}
-    for name in args.only:
-        full, quick = BENCHMARKS[name]
-        path = work / f"{name}.json"
-        try:
-            seconds[name] = run(name, quick if args.quick else full, path, args.timeout)
-            figures[name] = json.loads(path.read_text())
-        except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as error:
-            failures[name] = str(error)
-            progress(f"{name} FAILED: {error}")
-        print(flush=True)
-    shutil.rmtree(work, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix="spade-benchmarks-") as work:
+        for name in args.only:
+            full, quick = BENCHMARKS[name]
+            path = Path(work) / f"{name}.json"
+            try:
+                seconds[name] = run(name, quick if args.quick else full, path, args.timeout)
+                figures[name] = json.loads(path.read_text())
+            except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError,
+                    json.JSONDecodeError) as error:
+                failures[name] = str(error)
+                progress(f"{name} FAILED: {error}")
+            print(flush=True)
 
     info["load_average_1m_at_end"] = round(os.getloadavg()[0], 2)
     rows = print_summary(info, seconds, figures, failures, args.quick)

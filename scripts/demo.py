@@ -16,8 +16,11 @@ import argparse
 import contextlib
 import json
 import os
+import queue
 import re
 import shlex
+import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -40,6 +43,7 @@ COMMANDS = {
     "spade-serve": ["serving.cli", "serve"],
 }
 SERVER_START_SECONDS = 180
+MARKER = ".spade-demo"  # marks a folder this script may clear
 # Lines TF's C++ runtime prints at start-up before its log level applies (CPU features,
 # CUDA probing, grappler notes): noise in a demo. Everything else on stderr is shown.
 START_UP_NOISE = re.compile(
@@ -87,9 +91,24 @@ def start_tool(tool: str, *args: object, **popen) -> subprocess.Popen:
     return process
 
 
+def stop(process: subprocess.Popen) -> None:
+    """Terminate a child (SIGTERM, then SIGKILL after 30 s) unless it has exited."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 def run_tool(tool: str, *args: object) -> None:
     """Run one of the project's commands with its output shown; raise if it fails."""
-    status = start_tool(tool, *args).wait()
+    process = start_tool(tool, *args)
+    try:
+        status = process.wait()
+    finally:
+        stop(process)  # interrupted: leave no child behind
     if status != 0:
         raise StageFailure(f"{tool} exited with status {status} (output above)")
 
@@ -128,22 +147,29 @@ def running_server(export_base: Path, model_name: str):
         address = _wait_for_address(process)
         yield address
     finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop(process)
         print("[demo] spade-serve stopped", flush=True)
 
 
 def _wait_for_address(process: subprocess.Popen) -> str:
+    """The address spade-serve prints once listening; its stdout is read by a thread so
+    that a server hanging silently still meets the deadline."""
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def read() -> None:
+        for line in process.stdout:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=read, daemon=True).start()
     deadline = time.monotonic() + SERVER_START_SECONDS
     prefix = "spade-serve: listening on "
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            line = lines.get(timeout=left)
+        except queue.Empty:
+            break
+        if line is None:
             raise StageFailure(f"spade-serve exited with status {process.wait()} before "
                                "listening (output above)")
         print(line.rstrip(), flush=True)
@@ -191,7 +217,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--config", default=str(ROOT / "configs" / "demo.yaml"))
     parser.add_argument("--scenes", type=int, default=256, help="training scenes (256)")
     parser.add_argument("--held-out", type=int, default=8, help="held-out scenes (8)")
-    parser.add_argument("--size", type=int, default=64, help="scene side in pixels (64)")
+    parser.add_argument("--size", type=int, default=64,
+                        help="scene side in pixels, a multiple of 32 (64)")
     parser.add_argument("--epochs", type=int, default=24, help="training epochs (24)")
     parser.add_argument("--cpu-replicas", type=int, default=2,
                         help="logical CPU replicas when there is no GPU (2)")
@@ -199,27 +226,45 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if min(args.scenes, args.held_out, args.epochs, args.cpu_replicas) < 1:
         parser.error("--scenes, --held-out, --epochs and --cpu-replicas must be positive")
+    from spade_tf.config import ConfigError, load_config
+
+    try:  # a size the model cannot take fails now, not after the data is written
+        load_config(args.config, [f"data.load_size={args.size}", f"model.crop_size={args.size}"])
+    except (ConfigError, OSError) as error:
+        parser.error(f"--config {args.config} with --size {args.size}: {error}")
     return args
+
+
+def prepare_output(out: Path) -> None:
+    """Create ``out``, or clear a previous demo's results from it; refuse other folders."""
+    if out.exists() and not out.is_dir():
+        raise StageFailure(f"{out} is a file; choose a folder for --out")
+    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file():
+        raise StageFailure(f"{out} is not empty and was not written by the demo; choose "
+                           "another --out (the demo clears its folder on every run)")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).touch()
+    for name in ("scenes", "records", "run", "exports"):
+        shutil.rmtree(out / name, ignore_errors=True)
+    for name in ("demo.png", "summary.json"):
+        (out / name).unlink(missing_ok=True)
+
+
+def _exit_on_sigterm(signum, frame) -> None:
+    raise SystemExit(128 + signum)  # runs the finally blocks that stop the children
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     out = Path(args.out).resolve()
-    if out.exists() and any(out.iterdir()) and not (out / "summary.json").is_file() \
-            and not (out / "scenes").is_dir():
-        print(f"[demo] {out} exists and is not a demo folder; choose another --out",
-              file=sys.stderr)
-        return 2
     scenes, records, run = out / "scenes", out / "records", out / "run"
     exports, model_name = out / "exports", "spade"
     timings: dict[str, float] = {}
     started = time.perf_counter()
 
     with stage("1/6 synthetic scenes", timings):
-        import shutil
-
-        for folder in (scenes, records, run, exports):
-            shutil.rmtree(folder, ignore_errors=True)  # every run starts afresh
+        prepare_output(out)
         run_tool("spade-tfrecords", "synthetic", "--out", scenes / "train", "--num",
                  args.scenes, "--size", args.size, "--seed", args.seed)
         run_tool("spade-tfrecords", "synthetic", "--out", scenes / "held_out", "--num",

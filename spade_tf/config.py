@@ -182,6 +182,12 @@ class TrainConfig:
                  self.checkpoint_every_steps, "a positive step count")
 
 
+# Compute precisions of inference and export (spade_tf.precision maps them to policies).
+PRECISIONS = ("float32", "bfloat16", "float16")
+PRECISION_HELP = ("compute precision (weights stay float32): bfloat16 suits CPUs with bf16 "
+                  "units and recent GPUs, float16 GPUs")
+
+
 @dataclasses.dataclass(frozen=True)
 class ExportConfig:
     """What the served model accepts."""
@@ -196,8 +202,8 @@ class ExportConfig:
                  "a positive integer")
         _require(self.max_pixels >= 1, "export.max_pixels", self.max_pixels,
                  "a positive integer")
-        _require(self.precision in ("float32", "bfloat16", "float16"), "export.precision",
-                 self.precision, "one of float32, bfloat16, float16")
+        _require(self.precision in PRECISIONS, "export.precision", self.precision,
+                 f"one of {', '.join(PRECISIONS)}")
 
 
 @dataclasses.dataclass(frozen=True)

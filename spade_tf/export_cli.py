@@ -6,6 +6,8 @@ import argparse
 import os
 import sys
 
+from spade_tf.config import PRECISION_HELP, PRECISIONS
+
 EXAMPLE = """example:
   spade-export --model-dir runs/ade20k --export-base exports/ --model-name spade
 writes exports/spade/<next version>/ (SavedModel + warm-up requests); point TF Serving
@@ -25,10 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="largest batch a request may carry (default: export.max_batch_size)")
     parser.add_argument("--max-pixels", type=int,
                         help="largest style image in pixels (default: export.max_pixels)")
-    parser.add_argument("--precision", choices=("float32", "bfloat16", "float16"),
-                        help="compute precision of the served graph (default: "
-                             "export.precision, float32); bfloat16 suits CPUs with bf16 "
-                             "units and recent GPUs, float16 GPUs")
+    parser.add_argument("--precision", choices=PRECISIONS,
+                        help=f"{PRECISION_HELP} (default: export.precision, float32)")
     parser.add_argument("--no-warmup", action="store_true",
                         help="do not write assets.extra/tf_serving_warmup_requests")
     return parser

@@ -14,7 +14,8 @@ import contextlib
 
 import keras
 
-PRECISIONS = ("float32", "bfloat16", "float16")
+from spade_tf.config import PRECISIONS
+
 _POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 
 
@@ -42,7 +43,7 @@ def dtype_policy(precision: str):
 
 
 def network_precision(network: keras.Model) -> str:
-    """The precision name a network was built with (from its first convolution)."""
+    """The precision name a network computes in (from its convolutions' dtype policies)."""
     compute = {layer.dtype_policy.compute_dtype for layer in network._flatten_layers()
                if isinstance(layer, keras.layers.Conv2D)}
     for precision, dtype in (("bfloat16", "bfloat16"), ("float16", "float16")):
@@ -61,5 +62,12 @@ def with_precision(network: keras.Model, precision: str) -> keras.Model:
         return network
     with dtype_policy(precision):
         copy = network.__class__.from_config(network.get_config())
+    if network_precision(copy) != precision:
+        # Plain functional models store each layer's dtype in their config, which wins
+        # over the policy; this package's networks build their layers from arguments.
+        raise PrecisionError(
+            f"{network.__class__.__name__} does not follow the dtype policy when rebuilt from "
+            f"its config (its layers keep their saved dtypes); build it under "
+            f"keras.mixed_precision.set_global_policy({policy_name(precision)!r}) instead.")
     copy.set_weights(network.get_weights())
     return copy

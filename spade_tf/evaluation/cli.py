@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+from spade_tf.config import PRECISION_HELP, PRECISIONS
+
 PROG = "spade-eval"
 EXAMPLES = """examples:
   spade-eval generate --model-dir runs/ade20k --data tfrecords/ade20k_val --out eval/ade20k
@@ -16,6 +18,7 @@ EXAMPLES = """examples:
       --inception inception-2015-12-05.pt
   spade-eval segmentation --generated eval/ade20k/generated --labels eval/ade20k/labels \\
       --segmenter segmenters/ade20k --label-mapping ade20k_to_upernet.json
+  spade-eval generate --model-dir demo_output/run --data demo_output/records --out eval/demo
   spade-eval synthetic --generated eval/demo/generated --labels eval/demo/labels
 Nothing is downloaded: Inception and segmentation networks are local files
 (see docs/evaluation.md)."""
@@ -103,9 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="VAE models: latent from the real photo (encode, as the reference's "
                           "test) or from N(0, I)")
     gen.add_argument("--batch-size", type=int, default=8, help="images per batch (8)")
-    gen.add_argument("--precision", default="float32", choices=("float32", "bfloat16", "float16"),
-                     help="compute precision of the generator (float32; bfloat16 suits CPUs "
-                          "with bf16 units and recent GPUs, float16 GPUs)")
+    gen.add_argument("--precision", default="float32", choices=PRECISIONS,
+                     help=f"{PRECISION_HELP} (float32)")
     gen.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
     return parser
 

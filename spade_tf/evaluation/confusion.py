@@ -37,6 +37,10 @@ class SegmentationScores:
         return values
 
 
+SEGMENTER_HINT = ("check --num-classes, the ignore id, or map the label ids to the "
+                  "segmenter's (--label-mapping).")
+
+
 class ConfusionMatrix:
     """Accumulates ``(label, prediction)`` pixel counts over image batches.
 
@@ -44,11 +48,13 @@ class ConfusionMatrix:
     error naming it); without, the matrix grows to the largest id seen.
     """
 
-    def __init__(self, num_classes: int | None = None, ignore_id: int | None = 255) -> None:
+    def __init__(self, num_classes: int | None = None, ignore_id: int | None = 255,
+                 out_of_range_hint: str = SEGMENTER_HINT) -> None:
         if num_classes is not None and num_classes < 1:
             raise EvaluationError(f"num_classes must be a positive integer; got {num_classes}.")
         self.num_classes = num_classes
         self.ignore_id = ignore_id
+        self.out_of_range_hint = out_of_range_hint
         self.matrix = np.zeros((num_classes or 0,) * 2, dtype=np.int64)
 
     def update(self, labels: np.ndarray, predictions: np.ndarray) -> None:
@@ -84,8 +90,7 @@ class ConfusionMatrix:
                           if self.ignore_id is not None else "")
                 raise EvaluationError(
                     f"{name} id {high} is outside the classes 0..{self.num_classes - 1}"
-                    f"{ignore}; check --num-classes, the ignore id, or map the label ids to "
-                    "the segmenter's (--label-mapping).")
+                    f"{ignore}; {self.out_of_range_hint}")
         return self.num_classes or max(int(labels.max()), int(predictions.max()),
                                        self.matrix.shape[0] - 1) + 1
 

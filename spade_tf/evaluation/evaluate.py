@@ -21,7 +21,7 @@ from spade_tf.evaluation.images import (
     same_size_batches,
 )
 from spade_tf.evaluation.kid import kernel_inception_distance
-from spade_tf.evaluation.synthetic import NUM_CLASSES, update_synthetic_confusion
+from spade_tf.evaluation.synthetic import synthetic_confusion, update_synthetic_confusion
 
 # progress(stage, done, total): "real" / "generated" features, or "images" scored.
 Progress = Callable[[str, int, int], None]
@@ -136,7 +136,7 @@ def evaluate_synthetic(generated_dir: str | os.PathLike, labels_dir: str | os.Pa
                        progress: Progress | None = None) -> SegmentationResult:
     """Synthetic mIoU and pixel accuracy: each generated pixel's class read from its colour."""
     pairs = _paired_images(generated_dir, labels_dir)
-    confusion = ConfusionMatrix(NUM_CLASSES, ignore_id=None)
+    confusion = synthetic_confusion()
 
     def score_batch(images: np.ndarray, labels: np.ndarray) -> None:
         update_synthetic_confusion(confusion, images, labels)

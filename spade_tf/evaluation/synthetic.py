@@ -70,9 +70,16 @@ def update_synthetic_confusion(confusion: ConfusionMatrix, images: np.ndarray,
     confusion.update(labels, classify_colors(images))
 
 
+def synthetic_confusion() -> ConfusionMatrix:
+    """An empty confusion matrix over the synthetic scenes' classes."""
+    return ConfusionMatrix(NUM_CLASSES, ignore_id=None, out_of_range_hint=(
+        f"the synthetic scenes have classes 0..{NUM_CLASSES - 1}: are these label maps from "
+        "`spade-tfrecords synthetic` (its labels/ folder)?"))
+
+
 def synthetic_scores(images: np.ndarray, labels: np.ndarray) -> SegmentationScores:
     """mIoU and pixel accuracy of uint8 images of synthetic scenes against their labels."""
-    confusion = ConfusionMatrix(NUM_CLASSES, ignore_id=None)
+    confusion = synthetic_confusion()
     update_synthetic_confusion(confusion, images, labels)
     return confusion.scores()
 

@@ -111,3 +111,10 @@ def test_bfloat16_export_serves_close_to_the_float32_generator(calibrated, tmp_p
     reference = np.clip(np.round((reference + 1) * 127.5), 0, 255)
     difference = np.abs(image.astype(np.float64) - reference)
     assert reference.std() > 5 and difference.mean() < 0.02 * 127.5
+
+
+def test_a_model_that_keeps_its_saved_dtypes_is_refused():
+    inputs = keras.Input((8, 8, 3))
+    plain = keras.Model(inputs, keras.layers.Conv2D(2, 3)(inputs))
+    with pytest.raises(PrecisionError, match="Functional does not follow the dtype policy"):
+        with_precision(plain, "bfloat16")

@@ -51,3 +51,10 @@ def test_float_generator_output_goes_through_the_export_rule():
 def test_size_mismatch_is_explained():
     with pytest.raises(EvaluationError, match="differ in size"):
         synthetic_miou(np.zeros((4, 4, 3), np.uint8), np.zeros((4, 5), np.uint8))
+
+
+def test_label_ids_outside_the_synthetic_classes_are_explained():
+    image = np.zeros((1, 4, 4, 3), np.uint8)
+    with pytest.raises(EvaluationError, match="label id 20 is outside the classes 0..7; the "
+                       "synthetic scenes have classes 0..7"):
+        synthetic_scores(image, np.full((1, 4, 4), 20))
