@@ -115,6 +115,32 @@ DEFAULT_QUIET_WAIT_S = 60.0
 QUICK_QUIET_WAIT_S = 10.0
 
 
+def add_timing_arguments(parser: argparse.ArgumentParser, unit: str, crop_help: str,
+                         quick_help: str) -> None:
+    """``--warmup``, ``--crop-size``, ``--quick`` and ``--quiet-wait`` of the timed
+    benchmarks; ``unit`` names what is timed ("call", "step")."""
+    parser.add_argument("--warmup", type=int, default=None,
+                        help=f"untimed {unit}s before timing (2; 1 with --quick)")
+    parser.add_argument("--crop-size", type=int, default=None, help=crop_help)
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument("--quiet-wait", type=float, default=None,
+                        help="seconds each row may spend, in all, waiting before its timed "
+                             f"{unit}s for other processes to leave the CPU "
+                             f"({DEFAULT_QUIET_WAIT_S:g}; {QUICK_QUIET_WAIT_S:g} with --quick; "
+                             "0: never wait)")
+
+
+def resolve_timing_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace,
+                             unit: str) -> None:
+    """Fill the defaults ``add_timing_arguments`` leaves open (they depend on --quick)."""
+    args.warmup = args.warmup if args.warmup is not None else (1 if args.quick else 2)
+    if args.quiet_wait is None:
+        args.quiet_wait = QUICK_QUIET_WAIT_S if args.quick else DEFAULT_QUIET_WAIT_S
+    args.crop_size = args.crop_size or (128 if args.quick else 256)
+    if args.warmup < 1:
+        parser.error(f"--warmup must be at least 1 (the first {unit} is reported separately)")
+
+
 def median_of_quiet(times_ms: Sequence[float], loads: Sequence[float | None]) -> dict:
     """The median over quiet calls when there are enough of them, else over all calls.
 

@@ -47,18 +47,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import numpy as np  # noqa: E402
 
 from benchmarks.common import (  # noqa: E402
-    DEFAULT_QUIET_WAIT_S,
     MIN_QUIET_CALLS,
-    QUICK_QUIET_WAIT_S,
     QUIET_CORES,
     MemoryTracker,
     add_json_argument,
+    add_timing_arguments,
     emit_worker_result,
     format_table,
     machine,
     machine_line,
     median_of_quiet,
     progress,
+    resolve_timing_arguments,
     run_worker,
     time_calls,
     write_json,
@@ -401,36 +401,24 @@ def main() -> None:
         epilog="\n".join(__doc__.splitlines()[2:]))
     parser.add_argument("--repeats", type=int, default=None,
                         help="timed calls per variant (10; 3 with --quick)")
-    parser.add_argument("--warmup", type=int, default=None,
-                        help="untimed calls per variant before timing (2; 1 with --quick)")
     parser.add_argument("--rounds", type=int, default=1,
                         help="run the whole set of variants this many times, in turn, and "
                              "pool the calls: spreads background noise over all variants (1)")
-    parser.add_argument("--crop-size", type=int, default=None,
-                        help="image side (256, ADE20K's; 128 with --quick)")
-    parser.add_argument("--quick", action="store_true",
-                        help="128x128, 3 repeats, 1 warm-up: the code path in a few minutes")
+    add_timing_arguments(
+        parser, "call", crop_help="image side (256, ADE20K's; 128 with --quick)",
+        quick_help="128x128, 3 repeats, 1 warm-up: the code path in a few minutes")
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS),
                         metavar="VARIANT",
                         help="which variants to run (all): " + ", ".join(VARIANTS))
     parser.add_argument("--seed", type=int, default=0, help="seed of the random weights (0)")
     parser.add_argument("--keep", type=Path, default=None,
                         help="keep the work folder (state dict, model, outputs) here")
-    parser.add_argument("--quiet-wait", type=float, default=None,
-                        help="seconds each row may spend, in all, waiting before its timed "
-                             f"calls for other processes to leave the CPU ({DEFAULT_QUIET_WAIT_S:g}"
-                             f"; {QUICK_QUIET_WAIT_S:g} with --quick; 0: never wait)")
     add_json_argument(parser)
     parser.add_argument("--worker", choices=list(VARIANTS), help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.repeats = args.repeats or (3 if args.quick else 10)
-    args.warmup = args.warmup if args.warmup is not None else (1 if args.quick else 2)
-    if args.quiet_wait is None:
-        args.quiet_wait = QUICK_QUIET_WAIT_S if args.quick else DEFAULT_QUIET_WAIT_S
-    args.crop_size = args.crop_size or (128 if args.quick else 256)
-    if args.warmup < 1:
-        parser.error("--warmup must be at least 1 (the first call is reported separately)")
+    resolve_timing_arguments(parser, args, "call")
 
     if args.worker:
         emit_worker_result(run_variant(args.worker, args.work, args.repeats, args.warmup,

@@ -35,17 +35,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 
 from benchmarks.common import (  # noqa: E402
-    DEFAULT_QUIET_WAIT_S,
     MIN_QUIET_CALLS,
-    QUICK_QUIET_WAIT_S,
     QUIET_CORES,
     MemoryTracker,
     add_json_argument,
+    add_timing_arguments,
     emit_worker_result,
     format_table,
     machine,
     machine_line,
     progress,
+    resolve_timing_arguments,
     run_worker,
     time_calls,
     write_json,
@@ -198,28 +198,16 @@ def main() -> None:
                         help="train.mixed_precision values (both)")
     parser.add_argument("--repeats", type=int, default=None,
                         help="timed steps per row (demo 10, ade20k 5; --quick: 5, 2)")
-    parser.add_argument("--warmup", type=int, default=None,
-                        help="untimed steps before timing (2; 1 with --quick)")
-    parser.add_argument("--crop-size", type=int, default=None,
-                        help="ADE20K image side (256; 128 with --quick)")
     parser.add_argument("--jit", action="store_true",
                         help="also time the XLA-compiled step (train.jit_compile=true)")
-    parser.add_argument("--quick", action="store_true",
-                        help="ADE20K at 128x128 and fewer steps: the code path in minutes")
-    parser.add_argument("--quiet-wait", type=float, default=None,
-                        help="seconds each row may spend, in all, waiting before its timed "
-                             f"calls for other processes to leave the CPU ({DEFAULT_QUIET_WAIT_S:g}"
-                             f"; {QUICK_QUIET_WAIT_S:g} with --quick; 0: never wait)")
+    add_timing_arguments(
+        parser, "step", crop_help="ADE20K image side (256; 128 with --quick)",
+        quick_help="ADE20K at 128x128 and fewer steps: the code path in minutes")
     add_json_argument(parser)
     parser.add_argument("--worker", nargs=3, metavar=("CASE", "PRECISION", "JIT"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
-    args.warmup = args.warmup if args.warmup is not None else (1 if args.quick else 2)
-    if args.quiet_wait is None:
-        args.quiet_wait = QUICK_QUIET_WAIT_S if args.quick else DEFAULT_QUIET_WAIT_S
-    args.crop_size = args.crop_size or (128 if args.quick else 256)
-    if args.warmup < 1:
-        parser.error("--warmup must be at least 1 (the first step is reported separately)")
+    resolve_timing_arguments(parser, args, "step")
 
     def repeats(case: str) -> int:
         return args.repeats or (QUICK_REPEATS if args.quick else DEFAULT_REPEATS)[case]

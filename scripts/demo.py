@@ -180,20 +180,14 @@ def _wait_for_address(process: subprocess.Popen) -> str:
 
 def read_scenes(folder: Path, limit: int):
     """Label maps, instance maps and photos of a synthetic scene folder, in name order."""
-    import numpy as np
-    from PIL import Image
+    from spade_tf.evaluation.images import read_image, read_label_map
 
     names = sorted(path.name for path in (folder / "labels").glob("*.png"))[:limit]
     if not names:
         raise StageFailure(f"no label maps in {folder / 'labels'}")
-
-    def read(kind: str, name: str):
-        with Image.open(folder / kind / name) as image:
-            return np.array(image)
-
-    return ([read("labels", n).astype(np.int32) for n in names],
-            [read("instances", n).astype(np.int32) for n in names],
-            [read("images", n) for n in names])
+    return ([read_label_map(folder / "labels" / name) for name in names],
+            [read_label_map(folder / "instances" / name) for name in names],
+            [read_image(folder / "images" / name) for name in names])
 
 
 def write_grid(path: Path, labels, generated, real, scale: int = 2) -> tuple[int, int]:

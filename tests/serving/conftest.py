@@ -135,21 +135,23 @@ def copy_version():
     return _copy_version
 
 
-@pytest.fixture(scope="session")
-def vae_server(vae_model):
-    # No polling: nothing writes into this base (test_load uses a base of its own).
-    server = SpadeServer(vae_model.base, vae_model.name, port=0, poll_seconds=0)
+def _serving(model):
+    """A started server of ``model`` until the session ends. No polling: nothing writes
+    into these bases (test_load uses a base of its own)."""
+    server = SpadeServer(model.base, model.name, port=0, poll_seconds=0)
     server.start()
     yield server
     server.stop(grace=1.0).wait(10)
+
+
+@pytest.fixture(scope="session")
+def vae_server(vae_model):
+    yield from _serving(vae_model)
 
 
 @pytest.fixture(scope="session")
 def plain_server(plain_model):
-    server = SpadeServer(plain_model.base, plain_model.name, port=0, poll_seconds=0)
-    server.start()
-    yield server
-    server.stop(grace=1.0).wait(10)
+    yield from _serving(plain_model)
 
 
 @pytest.fixture
