@@ -22,7 +22,7 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",
-    packages=find_packages(include=["spade_tf*", "tfrecords_tools*", "serving*"]),
+    packages=find_packages(include=["spade_tf*", "spade_cli*", "tfrecords_tools*", "serving*"]),
     install_requires=[
         # tensorflow-serving-api 2.21 needs the full tensorflow distribution.
         "tensorflow==2.21.0",
@@ -44,13 +44,13 @@ setup(
     },
     entry_points={
         "console_scripts": [
-            "spade-convert-torch=spade_tf.convert.cli:main",
-            "spade-tfrecords=tfrecords_tools.cli:main",
-            "spade-train=spade_tf.train_cli:main",
-            "spade-export=spade_tf.export_cli:main",
-            "spade-serve=serving.cli:serve_main",
-            "spade-synthesize=serving.cli:synthesize_main",
-            "spade-eval=spade_tf.evaluation.cli:main",
+            "spade-tfrecords=spade_cli.tfrecords:main",
+            "spade-train=spade_cli.train:main",
+            "spade-convert-torch=spade_cli.convert_torch:main",
+            "spade-export=spade_cli.export:main",
+            "spade-eval=spade_cli.evaluate:main",
+            "spade-serve=spade_cli.serve:main",
+            "spade-synthesize=spade_cli.synthesize:main",
         ],
     },
     classifiers=[

@@ -2,7 +2,7 @@
 
 ADE20K at 256x256 (configs/ade20k.yaml: 151 semantic channels, ``normal`` upsampling,
 base_filters 64, 96.5M parameters), batch 1, on this machine's CPU. The PyTorch network
-is the parity tests' reference (tests/torch_reference.py), randomised with
+is the parity tests' reference (spade_tf/testing/torch_reference.py), randomised with
 ``randomize_``; its state dict goes through ``spade_tf.convert`` so both sides hold the
 same weights. The randomised network is checked not to saturate (a generator whose
 tanh output sits at +-1 would hide any precision difference).
@@ -42,7 +42,6 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 import numpy as np  # noqa: E402
 
@@ -123,11 +122,11 @@ def _calibrate(network, semantic, passes: int = 4) -> None:
 def prepare(work: Path, crop_size: int, seed: int) -> dict:
     """Random PyTorch generator -> state dict -> converted Keras model folder + input."""
     import torch
-    import torch_reference as reference
     from reference_checkpoints import torch_generator
 
     from spade_tf.config import load_config
     from spade_tf.convert import convert_reference_checkpoints
+    from spade_tf.testing import torch_reference as reference
 
     config = load_config(CONFIG, [f"model.crop_size={crop_size}"])
     model = config.model
@@ -172,7 +171,8 @@ def _torch_call(work: Path, setup: dict, precision: str):
     import contextlib
 
     import torch
-    import torch_reference as reference
+
+    from spade_tf.testing import torch_reference as reference
 
     torch.set_num_threads(os.cpu_count())
     network = reference.SPADEGenerator(

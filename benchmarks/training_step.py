@@ -5,10 +5,10 @@ Cases (each with ``train.mixed_precision`` float32 and mixed_bfloat16):
 - ``demo``: configs/demo.yaml as it is (64x64, 8 classes + instance edges, batch 8,
   no VGG loss);
 - ``ade20k``: configs/ade20k.yaml at 256x256, batch 1, with the VGG19 perceptual loss
-  (random VGG19 weights from ``spade_tf.vgg.random_vgg_features``: the real ones cannot
+  (random VGG19 weights from ``spade_tf.training.vgg.random_vgg_features``: the real ones cannot
   be downloaded here, and the weights do not change the step's cost).
 
-The trainer comes from ``spade_tf.train.build_trainer``; its ``train_step`` (what
+The trainer comes from ``spade_tf.training.build_trainer``; its ``train_step`` (what
 ``fit`` runs: G forward through D and VGG, G update, fresh fake, D update, loss
 trackers) is wrapped in ``tf.function`` as ``fit`` does (``jit_compile`` from the
 config) and called on one fixed batch held in memory, so the figure is the step alone,
@@ -99,13 +99,13 @@ def run_case(case: str, precision: str, jit: bool, crop_size: int, repeats: int,
     import keras
     import tensorflow as tf
 
-    from spade_tf.train import build_trainer
-    from spade_tf.vgg import random_vgg_features
+    from spade_tf.training.train import build_trainer
+    from spade_tf.training.vgg import random_vgg_features
 
     memory = MemoryTracker()
     config = _config(case, crop_size, precision, jit)
     keras.utils.set_random_seed(config.train.seed)
-    # As spade_tf.train.train does: the policy is global, set before building.
+    # As spade_tf.training.train does: the policy is global, set before building.
     keras.mixed_precision.set_global_policy(precision)
     vgg = random_vgg_features() if config.train.vgg_weight > 0 else None
     trainer = build_trainer(config, vgg)

@@ -17,7 +17,6 @@ import contextlib
 import json
 import os
 import queue
-import re
 import shlex
 import shutil
 import signal
@@ -29,26 +28,21 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the project's packages, also when it is not installed
+
+from spade_cli.quiet import quiet_tensorflow  # noqa: E402
+
 # Subprocesses find the project even when it is not installed (python scripts/demo.py).
 ENVIRONMENT = {**os.environ, "PYTHONPATH": os.pathsep.join(
-    filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-    # TF's C++ start-up lines (CUDA probing, grappler notes) are noise here; Python
-    # errors still show in full.
-    "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")}
+    filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
 # The console scripts, run as modules so the demo works without them on PATH.
 COMMANDS = {
-    "spade-tfrecords": ["tfrecords_tools.cli"],
-    "spade-train": ["spade_tf.train_cli"],
-    "spade-export": ["spade_tf.export_cli"],
-    "spade-serve": ["serving.cli", "serve"],
+    "spade-tfrecords": ["spade_cli.tfrecords"],
+    "spade-train": ["spade_cli.train"],
+    "spade-export": ["spade_cli.export"],
+    "spade-serve": ["spade_cli.serve"],
 }
 SERVER_START_SECONDS = 180
 MARKER = ".spade-demo"  # marks a folder this script may clear
-# Lines TF's C++ runtime prints at start-up before its log level applies (CPU features,
-# CUDA probing, grappler notes): noise in a demo. Everything else on stderr is shown.
-START_UP_NOISE = re.compile(
-    r"^(WARNING: All log messages before absl::InitializeLog|[IWE]\d{4} [\d:.]+ +\d+ "
-    r"(port|cudart_stub|cuda_platform|cuda_executor|meta_optimizer)\.cc)")
 
 
 class StageFailure(RuntimeError):
@@ -77,18 +71,10 @@ def command_line(tool: str, *args: object) -> list[str]:
 
 
 def start_tool(tool: str, *args: object, **popen) -> subprocess.Popen:
-    """Start one of the project's commands; its stderr is shown without start-up noise."""
-    process = subprocess.Popen(command_line(tool, *args), env=ENVIRONMENT, cwd=ROOT,
-                               stderr=subprocess.PIPE, text=True, **popen)
-
-    def forward() -> None:
-        for line in process.stderr:
-            if not START_UP_NOISE.match(line):
-                sys.stderr.write(line)
-                sys.stderr.flush()
-
-    threading.Thread(target=forward, daemon=True).start()
-    return process
+    """Start one of the project's commands; its stderr is shown as it is (the commands
+    keep TensorFlow's own log lines to themselves)."""
+    return subprocess.Popen(command_line(tool, *args), env=ENVIRONMENT, cwd=ROOT, text=True,
+                            **popen)
 
 
 def stop(process: subprocess.Popen) -> None:
@@ -111,20 +97,6 @@ def run_tool(tool: str, *args: object) -> None:
         stop(process)  # interrupted: leave no child behind
     if status != 0:
         raise StageFailure(f"{tool} exited with status {status} (output above)")
-
-
-@contextlib.contextmanager
-def native_stderr_silenced():
-    """Drop what C++ code writes to stderr inside the block (TF's import-time lines)."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with open(os.devnull, "w") as devnull:
-        os.dup2(devnull.fileno(), 2)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 def count_gpus() -> int:
@@ -291,8 +263,8 @@ def main(argv: list[str] | None = None) -> int:
                  "--model-name", model_name)
 
     with stage("5/6 serve and synthesize over gRPC", timings):
-        with native_stderr_silenced():  # the client's protos import TensorFlow
-            from serving.client import SpadeClient
+        quiet_tensorflow()  # the client's protos import TensorFlow: as quietly as the commands
+        from serving.client import SpadeClient
 
         labels, instances, photos = read_scenes(scenes / "held_out", args.held_out)
         generated, latencies = [], []

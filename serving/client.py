@@ -28,12 +28,10 @@ from tensorflow_serving.apis import (
 )
 
 from spade_tf import signatures as sig
-
-DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024 * 1024
-SIGNATURE_DEF_FIELD = "signature_def"
+from spade_tf.errors import SpadeError
 
 
-class ServingError(Exception):
+class ServingError(SpadeError):
     """The server refused or failed a call; ``code`` is the gRPC status code."""
 
     def __init__(self, code: grpc.StatusCode, message: str):
@@ -78,7 +76,7 @@ class SpadeClient:
 
     def __init__(self, target: str, model_name: str = "spade", timeout: float = 30.0,
                  retries: int = 3, backoff: float = 0.5,
-                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES):
+                 max_message_bytes: int = sig.MAX_MESSAGE_BYTES):
         self.target = target
         self.model_name = model_name
         self.timeout = timeout
@@ -135,10 +133,10 @@ class SpadeClient:
         "outputs": {...}}`` with dtype names such as ``"int32"`` and -1 for any size.
         """
         request = get_model_metadata_pb2.GetModelMetadataRequest(
-            model_spec=self._model_spec(version), metadata_field=[SIGNATURE_DEF_FIELD])
+            model_spec=self._model_spec(version), metadata_field=[sig.SIGNATURE_DEF_FIELD])
         response = self._call(self._prediction.GetModelMetadata, request)
         signature_map = get_model_metadata_pb2.SignatureDefMap()
-        response.metadata[SIGNATURE_DEF_FIELD].Unpack(signature_map)
+        response.metadata[sig.SIGNATURE_DEF_FIELD].Unpack(signature_map)
 
         def describe(infos) -> dict:
             return {alias: (tf.dtypes.as_dtype(info.dtype).name,

@@ -121,7 +121,7 @@ class ServableVersion:
     """One loaded version: the SavedModel, its SignatureDefs and the spade metadata."""
 
     def __init__(self, model_name: str, version: int, path: Path,
-                 max_input_bytes: int = 256 * 1024 * 1024):
+                 max_input_bytes: int = sig.MAX_MESSAGE_BYTES):
         self.model_name = model_name
         self.version = version
         self.path = Path(path)
@@ -251,7 +251,7 @@ class ModelManager:
     """Keeps the newest version of one model loaded, polling its base path for new ones."""
 
     def __init__(self, base_path: str | os.PathLike, model_name: str,
-                 poll_seconds: float = 2.0, max_input_bytes: int = 256 * 1024 * 1024,
+                 poll_seconds: float = 2.0, max_input_bytes: int = sig.MAX_MESSAGE_BYTES,
                  on_change: Callable[[ServableVersion], None] | None = None):
         self.base_path = Path(base_path)
         self.model_name = model_name

@@ -37,20 +37,19 @@ from tensorflow_serving.apis import (
 )
 
 from serving.model_manager import ModelManager, RequestError, ServableVersion
+from spade_tf import signatures as sig
+from spade_tf.errors import SpadeError
 
 log = logging.getLogger(__name__)
 
 PREDICTION_SERVICE = "tensorflow.serving.PredictionService"
 MODEL_SERVICE = "tensorflow.serving.ModelService"
-SIGNATURE_DEF_FIELD = "signature_def"
-# Python gRPC refuses messages over 4 MiB by default; a batch of images is larger.
-DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 DEFAULT_WORKERS = 8
 
 T = TypeVar("T")
 
 
-class ServerStartError(RuntimeError):
+class ServerStartError(SpadeError, RuntimeError):
     """The server cannot start (no model base path, port taken, first load failed)."""
 
 
@@ -101,15 +100,15 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             if not request.metadata_field:
                 raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
                                    "GetModelMetadataRequest must specify at least one "
-                                   f"metadata_field (supported: {SIGNATURE_DEF_FIELD!r})")
+                                   f"metadata_field (supported: {sig.SIGNATURE_DEF_FIELD!r})")
             for field in request.metadata_field:
-                if field != SIGNATURE_DEF_FIELD:
+                if field != sig.SIGNATURE_DEF_FIELD:
                     raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
                                        f"Metadata field {field} is not supported")
             servable = self._manager.servable(request.model_spec)
             response = get_model_metadata_pb2.GetModelMetadataResponse()
             _fill_model_spec(response.model_spec, servable)
-            response.metadata[SIGNATURE_DEF_FIELD].Pack(servable.signature_def_map())
+            response.metadata[sig.SIGNATURE_DEF_FIELD].Pack(servable.signature_def_map())
             return response
 
         return _answer(context, handle)
@@ -156,9 +155,10 @@ class SpadeServer:
     """
 
     def __init__(self, model_base_path: str | os.PathLike, model_name: str = "spade",
-                 port: int = 8500, host: str = "127.0.0.1", poll_seconds: float = 2.0,
+                 port: int = sig.DEFAULT_GRPC_PORT, host: str = sig.DEFAULT_HOST,
+                 poll_seconds: float = 2.0,
                  workers: int = DEFAULT_WORKERS,
-                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES):
+                 max_message_bytes: int = sig.MAX_MESSAGE_BYTES):
         if workers < 1:
             raise ValueError(f"workers={workers}: expected at least 1")
         self.model_base_path = Path(model_base_path)

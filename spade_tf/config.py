@@ -14,6 +14,7 @@ implementation can read ``REFERENCE_OPTION_NAMES`` for the mapping.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -21,10 +22,13 @@ from typing import Any
 
 import yaml
 
+from spade_tf.errors import SpadeError
 from spade_tf.geometry import NORM_TYPES, generator_geometry
 
 PREPROCESS_MODES = ("resize_and_crop", "fixed", "scale_width_and_crop", "none")
 GAN_MODES = ("hinge", "least_squares", "original", "wasserstein")
+# How spade-train places the work: see spade_tf.training.choose_strategy.
+STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
 
 # Our key -> the reference implementation's command-line option.
 REFERENCE_OPTION_NAMES = {
@@ -55,7 +59,7 @@ REFERENCE_OPTION_NAMES = {
 }
 
 
-class ConfigError(ValueError):
+class ConfigError(SpadeError, ValueError):
     """A configuration value or key is invalid; the message names the key."""
 
 
@@ -222,6 +226,22 @@ class Config:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
+def _reference_name(option: str) -> str:
+    """``"not no_instance"`` -> ``"no_instance"``; ``"lr / 2 with TTUR"`` -> ``"lr"``."""
+    words = option.split()
+    return words[1] if words[0] == "not" else words[0]
+
+
+def _key_hint(key: str, section: str | None, fields) -> str:
+    """``" (the reference's ngf is model.base_filters)"``, a close match, or nothing."""
+    ours = [name for name, option in REFERENCE_OPTION_NAMES.items()
+            if _reference_name(option) == key and (section is None or name.startswith(section))]
+    if ours:
+        return f" (the reference's {key} is {' or '.join(ours)} here)"
+    close = difflib.get_close_matches(key, list(fields), n=1)
+    return f" (did you mean {section}.{close[0]}?)" if close else ""
+
+
 def _require(condition: bool, key: str, value: Any, expected: str) -> None:
     if not condition:
         raise ConfigError(f"{key}={value!r} is invalid: expected {expected}.")
@@ -252,9 +272,8 @@ def _build_section(cls: type, section: str, values: Mapping[str, Any]) -> Any:
     checked = {}
     for key, value in values.items():
         if key not in fields:
-            raise ConfigError(
-                f"unknown key {section}.{key}: known keys are {', '.join(sorted(fields))}."
-            )
+            raise ConfigError(f"unknown key {section}.{key}{_key_hint(key, section, fields)}: "
+                              f"known keys are {', '.join(sorted(fields))}.")
         checked[key] = _check_type(f"{section}.{key}", value, hints[key])
     return cls(**checked)
 
@@ -284,10 +303,9 @@ def parse_override(override: str) -> tuple[list[str], Any]:
     key, sep, raw = override.partition("=")
     path = key.strip().split(".")
     if not sep or len(path) != 2 or not all(path):
-        raise ConfigError(
-            f"override {override!r} is malformed: expected section.key=value, "
-            "e.g. model.base_filters=32."
-        )
+        hint = _key_hint(path[0], None, ()) if len(path) == 1 else ""
+        raise ConfigError(f"override {override!r} is malformed{hint}: expected "
+                          "section.key=value, e.g. model.base_filters=32.")
     return path, yaml.safe_load(raw) if raw.strip() else ""
 
 
@@ -320,12 +338,4 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
         if not isinstance(values, Mapping):
             raise ConfigError(f"config file {path} must hold a mapping of sections.")
     return config_from_dict(apply_overrides(values, overrides))
-
-
-def replace(config: Config, **sections: Mapping[str, Any]) -> Config:
-    """Return ``config`` with some keys of some sections replaced (validated again)."""
-    values = config.to_dict()
-    for section, changes in sections.items():
-        values.setdefault(section, {}).update(changes)
-    return config_from_dict(values)
 

@@ -23,12 +23,14 @@ import numpy as np
 import tensorflow as tf
 
 from spade_tf import signatures as sig
+from spade_tf.errors import SpadeError
+from spade_tf.inference import photo_to_unit, style_latent, to_uint8
 from spade_tf.layers.semantic import semantic_one_hot
 from spade_tf.model_dir import load_model_dir
 from spade_tf.precision import policy_name, with_precision
 
 
-class ExportError(ValueError):
+class ExportError(SpadeError, ValueError):
     """The model folder cannot be exported (or the target is unusable)."""
 
 
@@ -104,23 +106,15 @@ class SpadeServingModule(tf.Module):
     def _generate(self, semantic, latent=None) -> dict:
         inputs = {"semantic": semantic}
         if self.encoder is not None:
-            if latent is None:
-                latent = tf.random.normal([tf.shape(semantic)[0], self.config.latent_dim])
+            if latent is None:  # a random style (see spade_tf.inference)
+                latent = style_latent(self.encoder, self.config.latent_dim,
+                                      tf.shape(semantic)[0])
             inputs["latent"] = latent
-        image = self.generator(inputs, training=False)
-        pixels = tf.clip_by_value(tf.round((tf.cast(image, tf.float32) + 1.0) * 127.5), 0, 255)
-        return {sig.IMAGE: tf.cast(pixels, tf.uint8)}
-
-    def _seeded_latent(self, seed):
-        def one(seed_value):
-            return tf.random.stateless_normal([self.config.latent_dim],
-                                              seed=tf.stack([seed_value, tf.constant(0, tf.int64)]))
-
-        return tf.map_fn(one, seed, fn_output_signature=tf.float32)
+        return {sig.IMAGE: to_uint8(self.generator(inputs, training=False))}
 
     def _encode(self, style_image) -> dict:
         with tf.control_dependencies(self._check_style(style_image)):
-            photo = tf.cast(style_image, tf.float32) / 127.5 - 1.0
+            photo = photo_to_unit(style_image)
         encoded = self.encoder(photo, training=False)
         return {sig.MEAN: encoded["mean"], sig.LOG_VARIANCE: encoded["log_variance"]}
 
@@ -131,7 +125,7 @@ class SpadeServingModule(tf.Module):
         check = tf.debugging.assert_equal(tf.shape(seed)[0], tf.shape(label_ids)[0],
                                           message=f"one {sig.SEED} per label map")
         with tf.control_dependencies([check]):
-            latent = self._seeded_latent(seed)
+            latent = style_latent(self.encoder, self.config.latent_dim, None, seeds=seed)
         return self._generate(self._semantic(label_ids, instance_ids), latent)
 
     def styled(self, label_ids, style_image, instance_ids=None) -> dict:

@@ -20,6 +20,7 @@ from pathlib import Path
 import keras
 
 from spade_tf.config import Config, load_config
+from spade_tf.errors import SpadeError
 
 CONFIG_FILE = "config.yaml"
 NETWORK_FILES = {
@@ -29,7 +30,7 @@ NETWORK_FILES = {
 }
 
 
-class ModelDirError(ValueError):
+class ModelDirError(SpadeError, ValueError):
     """A model folder is missing, incomplete, or would overwrite something."""
 
 
@@ -43,13 +44,9 @@ class ModelDir:
     encoder: keras.Model | None = None
 
 
-@contextlib.contextmanager
-def atomic_directory(target: str | os.PathLike, overwrite: bool = False):
-    """Yield a temporary sibling folder that replaces ``target`` on success.
-
-    On an exception the temporary folder is removed and ``target`` is untouched.
-    An existing non-empty ``target`` is refused unless ``overwrite`` is true.
-    """
+def check_target(target: str | os.PathLike, overwrite: bool = False) -> None:
+    """Refuse a ``target`` folder that :func:`atomic_directory` would refuse (call it
+    before long work, so a wrong ``--out`` fails at once)."""
     target = Path(target)
     if target.exists() and not target.is_dir():
         raise ModelDirError(f"{target} exists and is not a folder.")
@@ -58,6 +55,17 @@ def atomic_directory(target: str | os.PathLike, overwrite: bool = False):
             f"{target} already exists and is not empty: choose another folder or allow "
             "overwriting (--overwrite)."
         )
+
+
+@contextlib.contextmanager
+def atomic_directory(target: str | os.PathLike, overwrite: bool = False):
+    """Yield a temporary sibling folder that replaces ``target`` on success.
+
+    On an exception the temporary folder is removed and ``target`` is untouched.
+    An existing non-empty ``target`` is refused unless ``overwrite`` is true.
+    """
+    target = Path(target)
+    check_target(target, overwrite)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
@@ -91,6 +99,19 @@ def save_model_dir(target: str | os.PathLike, model: ModelDir, overwrite: bool =
     return Path(target)
 
 
+def _load_network(path: Path) -> keras.Model:
+    """One ``.keras`` file, or a ModelDirError saying it is damaged (Keras reports a
+    truncated zip as a missing file)."""
+    try:
+        return keras.saving.load_model(path, compile=False)
+    except Exception as error:  # zipfile, h5py and Keras raise many types for bad files
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise ModelDirError(
+            f"{path} is damaged or incomplete ({type(error).__name__}: {detail[:200]}); "
+            "write it again (spade-train resumes from its checkpoints and rewrites it at the "
+            "next epoch's end, spade-convert-torch --overwrite converts it again).") from None
+
+
 def load_model_dir(folder: str | os.PathLike, networks: tuple[str, ...] = tuple(NETWORK_FILES),
                    ) -> ModelDir:
     """Load the config and those of ``networks`` the folder has (the generator is required)."""
@@ -107,7 +128,7 @@ def load_model_dir(folder: str | os.PathLike, networks: tuple[str, ...] = tuple(
     for name in networks:
         path = folder / NETWORK_FILES[name]
         if path.is_file():
-            loaded[name] = keras.saving.load_model(path, compile=False)
+            loaded[name] = _load_network(path)
     if "generator" not in loaded:
         raise ModelDirError(f"load_model_dir needs the generator; asked for {networks}.")
     return ModelDir(config=load_config(folder / CONFIG_FILE), **loaded)

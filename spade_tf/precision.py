@@ -15,11 +15,12 @@ import contextlib
 import keras
 
 from spade_tf.config import PRECISIONS
+from spade_tf.errors import SpadeError
 
 _POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 
 
-class PrecisionError(ValueError):
+class PrecisionError(SpadeError, ValueError):
     """An unknown precision name."""
 
 

@@ -1,4 +1,5 @@
-"""The serving contract: signature and tensor names shared by export, client and server.
+"""The serving contract: signature and tensor names, ports and message limits, shared by
+export, client and server.
 
 Every exported model has the default signature; VAE models have three more. Inputs are
 compact integer maps, never one-hot tensors; images come back as uint8.
@@ -32,6 +33,17 @@ STYLE_IMAGE = "style_image"
 IMAGE = "image"
 MEAN = "mean"
 LOG_VARIANCE = "log_variance"
+
+# TF Serving's default ports (its Docker image): gRPC and REST.
+DEFAULT_GRPC_PORT = 8500
+DEFAULT_REST_PORT = 8501
+DEFAULT_HOST = "127.0.0.1"
+# gRPC send/receive limit on both sides and the largest input accepted (Python's default
+# receive limit, 4 MiB, is smaller than one 1024x1024 request).
+MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+
+# The GetModelMetadata field that carries the signature definitions.
+SIGNATURE_DEF_FIELD = "signature_def"
 
 # Where TF Serving looks for warm-up requests inside a version folder.
 WARMUP_FILE = "assets.extra/tf_serving_warmup_requests"

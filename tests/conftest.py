@@ -6,12 +6,11 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+# Test files import the shared helpers as ``support.<module>``.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import pytest  # noqa: E402
-
-SHARED_DATA = ROOT.parent / "shared" / "data"
+from support import ROOT  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

@@ -8,8 +8,8 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import ROOT
 from PIL import Image
+from support import ROOT
 
 from spade_tf.evaluation.synthetic import synthetic_scores
 

@@ -11,6 +11,7 @@ import io
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from spade_tf.label_maps import LabelMapError, read_id_map
 from tfrecords_tools.datasets import LabelRule, Pair
 
 MAX_MAP_ID = 2**16 - 1
@@ -50,11 +51,10 @@ def _open_image(path) -> tuple[bytes, Image.Image]:
 
 
 def _map_array(path) -> np.ndarray:
-    _, image = _open_image(path)
-    if image.mode not in ("L", "P", "I", "I;16", "I;16B", "I;16L", "1"):
-        raise BadPair(f"{path} is a {image.mode} image; label and instance maps must be "
-                      "single-channel (8- or 16-bit grayscale or palette) PNGs.")
-    array = np.asarray(image).astype(np.int64)
+    try:
+        array = read_id_map(path, "label or instance map")
+    except LabelMapError as error:
+        raise BadPair(str(error)) from None
     if array.min() < 0 or array.max() > MAX_MAP_ID:
         raise BadPair(f"{path} has values outside 0..{MAX_MAP_ID}.")
     return array

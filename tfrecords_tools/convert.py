@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from spade_tf.errors import SpadeError
 from tfrecords_tools.checks import CheckedPair, check_pair, encode_pair
 from tfrecords_tools.datasets import DatasetListing, Pair
 
@@ -32,7 +33,7 @@ STATE_FILE = ".convert-state.json"
 SHUFFLE_SEED = 0
 
 
-class ConversionFailed(RuntimeError):
+class ConversionFailed(SpadeError, RuntimeError):
     """The conversion stopped; the message summarizes why (and lists bad pairs)."""
 
 

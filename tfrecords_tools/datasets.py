@@ -25,11 +25,13 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from spade_tf.errors import SpadeError
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 MAP_EXTENSIONS = (".png",)
 
 
-class DatasetLayoutError(ValueError):
+class DatasetLayoutError(SpadeError, ValueError):
     """The folders do not look like the named dataset (nothing to convert)."""
 
 

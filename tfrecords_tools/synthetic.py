@@ -54,16 +54,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-# The class table and the colour classifier are defined in the library (which never
-# imports these tools) and re-exported here: scenes and their evaluation share them.
-from spade_tf.evaluation.synthetic import (  # noqa: F401  (re-exported)
-    BASE_COLORS,
-    CLASSES,
-    NUM_CLASSES,
-    THING_CLASSES,
-    SemanticClass,
-    classify_colors,
-)
+from spade_tf.errors import SpadeError
+
+# The class table lives in the library (which never imports these tools): the scenes and
+# their evaluation share it.
+from spade_tf.evaluation.synthetic import BASE_COLORS, CLASSES, NUM_CLASSES, THING_CLASSES
 
 SKY, GROUND, WATER, ROAD, TREE, BUILDING, CAR, PERSON = range(NUM_CLASSES)
 TEXTURE_AMPLITUDE = 12  # max |texture| in grey levels
@@ -73,6 +68,10 @@ MANIFEST_NAME = "classes.json"
 FORMAT_NAME = "spade-tf-synthetic"
 SUBDIRS = ("images", "labels", "instances")
 _SCENE_FILE = re.compile(r"scene_\d+\.png|\.scene_\d+\.png\.\d+\.tmp")
+
+
+class SyntheticDataError(SpadeError, ValueError):
+    """The synthetic dataset cannot be written as asked (size, count, target folder)."""
 
 
 @dataclass(frozen=True, eq=False)  # eq on arrays would be ambiguous
@@ -212,14 +211,14 @@ def _paint_things(rng, label, instance, y, x, horizon: int) -> None:
 def _check_int(name: str, value: object, minimum: int, extra: str = "") -> None:
     ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
     if not ok or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}{extra}, "
+        raise SyntheticDataError(f"{name} must be an integer >= {minimum}{extra}, "
                          f"got {value!r}")
 
 
 def _check_size(size: object) -> None:
     _check_int("size", size, 16, " and a multiple of 8")
     if size % 8:
-        raise ValueError(f"size must be an integer >= 16 and a multiple of 8, "
+        raise SyntheticDataError(f"size must be an integer >= 16 and a multiple of 8, "
                          f"got {size!r}")
 
 
@@ -273,9 +272,9 @@ def _is_synthetic(out: Path) -> bool:
 
 def _prepare_dir(out: Path) -> None:
     if out.exists() and not out.is_dir():
-        raise ValueError(f"out_dir must be a directory, got the file {out}")
+        raise SyntheticDataError(f"out_dir must be a directory, got the file {out}")
     if out.is_dir() and any(out.iterdir()) and not _is_synthetic(out):
-        raise ValueError(f"out_dir must be new, empty or an earlier synthetic "
+        raise SyntheticDataError(f"out_dir must be new, empty or an earlier synthetic "
                          f"dataset (with a {FORMAT_NAME} {MANIFEST_NAME}), got the "
                          f"non-empty directory {out}")
     for sub in SUBDIRS:

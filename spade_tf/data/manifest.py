@@ -12,9 +12,10 @@ import os
 from pathlib import Path
 
 from spade_tf.data.schema import MANIFEST_FILE, SCHEMA_VERSION
+from spade_tf.errors import SpadeError
 
 
-class DataError(ValueError):
+class DataError(SpadeError, ValueError):
     """A dataset folder, shard or record is missing, corrupt or inconsistent."""
 
 

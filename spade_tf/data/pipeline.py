@@ -30,6 +30,7 @@ import tensorflow as tf
 from spade_tf.config import DataConfig, ModelConfig
 from spade_tf.data.manifest import DataError, check_shard_files, read_manifest
 from spade_tf.data.schema import parse_example
+from spade_tf.inference import photo_to_unit
 from spade_tf.layers.semantic import check_label_ids
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -84,10 +85,24 @@ def preprocess(example: dict, seed, data: DataConfig, image_size: tuple[int, int
                           data.flip and augment)
 
 
-def _to_model_inputs(photo, label, instance, use_instances: bool) -> dict:
-    element = {"label": label, "image": tf.cast(photo, tf.float32) / 127.5 - 1.0}
+def decode_record(record, model: ModelConfig, data: DataConfig, seed, augment: bool) -> dict:
+    """A serialized record -> ``key``, ``photo`` (float 0..255), ``label`` and ``instance``
+    (int32) at the model's image size; label ids outside the model's are an error.
+
+    ``seed`` (int32 [2]) chooses the crop and flip when ``augment``; without it the crop
+    is centred and nothing is flipped (evaluation).
+    """
+    example = parse_example(record)
+    dontcare = model.dontcare_label if model.use_dontcare_label else None
+    example["label"] = check_label_ids(example["label"], model.num_classes, dontcare)
+    photo, label, instance = preprocess(example, seed, data, model.image_size, augment)
+    return {"key": example["key"], "photo": photo, "label": label, "instance": instance}
+
+
+def _to_model_inputs(decoded: dict, use_instances: bool) -> dict:
+    element = {"label": decoded["label"], "image": photo_to_unit(decoded["photo"])}
     if use_instances:
-        element["instance"] = instance
+        element["instance"] = decoded["instance"]
     return element
 
 
@@ -156,8 +171,6 @@ def make_input_fn(
     if drop_remainder and steps_per_epoch == 0:
         raise DataError(f"{data_dir} has {manifest.num_examples} examples, fewer than one "
                         f"global batch of {global_batch_size}.")
-    image_size = model.image_size
-    dontcare = model.dontcare_label if model.use_dontcare_label else None
 
     def input_fn(context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
         pipelines = context.num_input_pipelines if context else 1
@@ -193,11 +206,8 @@ def make_input_fn(
             if num_epochs is not None else tf.data.Dataset.counter(start_epoch)
 
         def load(record, example_seed):
-            example = parse_example(record)
-            example["label"] = check_label_ids(example["label"], model.num_classes, dontcare)
-            photo, label, instance = preprocess(example, tf.cast(example_seed, tf.int32), data,
-                                                image_size, augment)
-            return _to_model_inputs(photo, label, instance, model.use_instance_edges)
+            decoded = decode_record(record, model, data, tf.cast(example_seed, tf.int32), augment)
+            return _to_model_inputs(decoded, model.use_instance_edges)
 
         dataset = epochs.flat_map(one_epoch)
         dataset = dataset.map(load, num_parallel_calls=AUTOTUNE, deterministic=True)

@@ -10,7 +10,7 @@ or PyTorch are imported by name:
   ``evaluate_synthetic`` over image folders;
 - ``spade_tf.evaluation.generate``: ``generate_images`` (model folder + TFRecords ->
   ``generated/``, ``real/``, ``labels/`` PNG folders);
-- ``spade_tf.evaluation.cli``: the ``spade-eval`` command.
+- the ``spade-eval`` command: :mod:`spade_cli.evaluate`.
 
 See docs/evaluation.md.
 """

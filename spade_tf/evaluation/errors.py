@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from spade_tf.errors import SpadeError
 
-class EvaluationError(ValueError):
+
+class EvaluationError(SpadeError, ValueError):
     """Inputs an evaluation cannot use (files, folders, shapes, networks); the message
     says what was received, what was expected and how to fix it."""

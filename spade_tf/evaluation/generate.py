@@ -3,14 +3,14 @@
 ``generate_images(model_dir, data_dir, out_dir)`` writes, for every record (in shard
 order, no augmentation: the evaluation preprocessing of ``spade_tf.data.pipeline``):
 
-- ``generated/<name>.png``: the generator's image, uint8 by the export's rule;
+- ``generated/<name>.png``: the generator's image, uint8 by :func:`spade_tf.inference.to_uint8`;
 - ``real/<name>.png``: the photo after the same preprocessing (the model's size);
 - ``labels/<name>.png``: the label ids at that size (8-bit PNG, 16-bit when an id > 255).
 
 ``<name>`` is the record key's file stem (its index is appended when two keys share a
-stem). VAE models take their latent like the reference's test mode, from the encoder on
-the real photo (``latent="encode"``: mean + noise * std), or from N(0, I)
-(``latent="random"``); the noise of example i depends only on ``(seed, i)``.
+stem). VAE models take their latent by the rule of :mod:`spade_tf.inference`: the
+encoder's mean on the real photo (``latent="encode"``), or the style seed ``seed + i`` for
+example ``i`` (``latent="random"``), the image ``spade-synthesize --seed`` gives.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from spade_tf.evaluation.errors import EvaluationError
-from spade_tf.evaluation.images import to_uint8, write_png
+from spade_tf.evaluation.images import write_png
 
 SUBFOLDERS = ("generated", "real", "labels")
 LATENT_MODES = ("encode", "random")
@@ -38,47 +38,41 @@ class GenerateSummary:
 
 
 def _dataset(data_dir, config, batch_size: int, limit: int | None):
-    """Shard files, batches of (key, label, instance, photo) in shard order preprocessed for
-    evaluation, and their number of examples."""
+    """Shard files, batches of decoded records in shard order preprocessed for evaluation
+    (centre crop, no flip), and their number of examples."""
     import tensorflow as tf
 
     from spade_tf.data.manifest import check_shard_files, read_manifest
-    from spade_tf.data.pipeline import preprocess
-    from spade_tf.data.schema import parse_example
-    from spade_tf.layers.semantic import check_label_ids
+    from spade_tf.data.pipeline import decode_record
 
     model = config.model
     manifest = read_manifest(data_dir)
     manifest.check_label_settings(model.num_classes, model.use_dontcare_label,
                                   model.dontcare_label, model.use_instance_edges)
     files = [str(path) for path in check_shard_files(data_dir, manifest)]
-    dontcare = model.dontcare_label if model.use_dontcare_label else None
-
-    def load(record):
-        example = parse_example(record)
-        example["label"] = check_label_ids(example["label"], model.num_classes, dontcare)
-        # augment=False: centre crop, no flip; the seed is unused.
-        photo, label, instance = preprocess(example, tf.zeros([2], tf.int32), config.data,
-                                            model.image_size, augment=False)
-        return example["key"], label, instance, photo
+    unused_seed = tf.zeros([2], tf.int32)  # no augmentation: nothing random
 
     records = tf.data.TFRecordDataset(files)  # one file after another: shard order
     total = manifest.num_examples
     if limit is not None:
         records, total = records.take(limit), min(limit, total)
-    return files, records.map(load).batch(batch_size), total
+    batches = records.map(lambda record: decode_record(record, model, config.data, unused_seed,
+                                                       augment=False)).batch(batch_size)
+    return files, batches, total
 
 
 def _latent(networks, photo, indices, seed: int, latent: str):
-    import tensorflow as tf
+    """The :mod:`spade_tf.inference` rule: the photo's style, or style seed ``seed + i``."""
+    import numpy as np
 
-    latent_dim = networks.config.model.latent_dim
-    noise = tf.stack([tf.random.stateless_normal([latent_dim], seed=[seed, int(index)])
-                      for index in indices])
+    from spade_tf.inference import photo_to_unit, style_latent
+
+    model = networks.config.model
     if latent == "random":
-        return noise
-    encoded = networks.encoder(tf.cast(photo, tf.float32) / 127.5 - 1.0, training=False)
-    return encoded["mean"] + noise * tf.exp(0.5 * encoded["log_variance"])
+        seeds = np.array([seed + index for index in indices], np.int64)
+        return style_latent(networks.encoder, model.latent_dim, len(seeds), seeds=seeds)
+    return style_latent(networks.encoder, model.latent_dim, len(indices),
+                        photo=photo_to_unit(photo))
 
 
 def _name(key: bytes, index: int, used: set[str]) -> str:
@@ -103,6 +97,7 @@ def generate_images(model_dir: str | os.PathLike, data_dir: str | os.PathLike,
     import tensorflow as tf
 
     from spade_tf.data.pipeline import explain_data_errors
+    from spade_tf.inference import to_uint8
     from spade_tf.model_dir import atomic_directory, load_model_dir
     from spade_tf.models import build_semantic_input
     from spade_tf.precision import policy_name, with_precision
@@ -131,13 +126,15 @@ def generate_images(model_dir: str | os.PathLike, data_dir: str | os.PathLike,
         with atomic_directory(out_dir, overwrite=overwrite) as out, explain_data_errors(files):
             for sub in SUBFOLDERS:
                 (out / sub).mkdir()
-            for keys, labels, instances, photos in batches:
+            for batch in batches:
+                keys, labels, instances, photos = (batch[name] for name in
+                                                   ("key", "label", "instance", "photo"))
                 semantic = semantic_input(labels, instances if model.use_instance_edges else None)
                 inputs = {"semantic": semantic}
                 if model.use_vae:
                     indices = range(len(names), len(names) + int(labels.shape[0]))
                     inputs["latent"] = _latent(networks, photos, indices, seed, latent)
-                images = to_uint8(networks.generator(inputs, training=False))
+                images = to_uint8(networks.generator(inputs, training=False)).numpy()
                 reals = np.clip(np.round(photos.numpy()), 0, 255).astype(np.uint8)
                 for key, image, real, label in zip(keys.numpy(), images, reals, labels.numpy(),
                                                    strict=True):

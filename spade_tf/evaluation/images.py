@@ -2,8 +2,8 @@
 
 - Images: ``.png``, ``.jpg``, ``.jpeg`` files anywhere under a folder (hidden files
   skipped), read as RGB uint8 ``[H, W, 3]``.
-- Label maps: single-channel PNGs of class ids (8-bit ``L`` or palette ``P``, or 16-bit),
-  read as int32 ``[H, W]``.
+- Label maps: single-channel maps of class ids read by :mod:`spade_tf.label_maps`, as
+  int32 ``[H, W]``.
 - Generated images and label maps are paired by file stem (``a/x.png`` with ``b/x.png``).
 """
 
@@ -17,17 +17,11 @@ import numpy as np
 from PIL import Image
 
 from spade_tf.evaluation.errors import EvaluationError
+from spade_tf.label_maps import LabelMapError, read_id_map
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 LABEL_EXTENSIONS = (".png",)
 _NAMES_SHOWN = 5  # how many missing or duplicate names an error lists
-_LABEL_MODES = ("L", "P", "I;16", "I;16B", "I;16L", "I")
-
-
-def to_uint8(images: np.ndarray) -> np.ndarray:
-    """Generator output in [-1, 1] -> uint8 by the export's rule ``clip(round((x+1)*127.5))``."""
-    values = np.asarray(images, dtype=np.float32)
-    return np.clip(np.round((values + 1.0) * 127.5), 0, 255).astype(np.uint8)
 
 
 def list_images(folder: str | os.PathLike, what: str = "image",
@@ -87,18 +81,11 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 
 
 def read_label_map(path: str | os.PathLike) -> np.ndarray:
-    """A single-channel PNG of class ids as int32 ``[H, W]``."""
+    """A single-channel map of class ids as int32 ``[H, W]`` (see :mod:`spade_tf.label_maps`)."""
     try:
-        with Image.open(path) as image:
-            mode = image.mode
-            values = np.asarray(image) if mode in _LABEL_MODES else None
-    except (OSError, ValueError) as error:
-        raise EvaluationError(f"cannot read the label map {path}: {error}") from None
-    if values is None or values.ndim != 2:
-        raise EvaluationError(f"the label map {path} is a {mode} image; expected one channel of "
-                              "class ids (an 8-bit or 16-bit grayscale PNG), not a colour "
-                              "rendering of the classes.")
-    return values.astype(np.int32)
+        return read_id_map(path).astype(np.int32)
+    except LabelMapError as error:
+        raise EvaluationError(str(error)) from None
 
 
 def write_png(path: Path, array: np.ndarray) -> None:

@@ -1,6 +1,7 @@
 """Keras layers of SPADE, importable into any Keras 3 model."""
 
-from spade_tf.layers.initializers import reference_initializer
+from spade_tf.layers.common import reference_initializer
+from spade_tf.layers.pooling import AveragePoolExcludingPadding
 from spade_tf.layers.residual_block import SPADEResBlock
 from spade_tf.layers.resize import LegacyNearestResize, legacy_nearest_resize
 from spade_tf.layers.semantic import SemanticInput, instance_edges, semantic_one_hot
@@ -9,6 +10,7 @@ from spade_tf.layers.spectral_norm import SpectralNormalization
 
 __all__ = [
     "SPADE",
+    "AveragePoolExcludingPadding",
     "LegacyNearestResize",
     "SPADEResBlock",
     "SemanticInput",

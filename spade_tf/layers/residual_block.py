@@ -5,17 +5,13 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from spade_tf.layers.spade import SPADE, check_norm_type, reference_conv
-from spade_tf.layers.spectral_norm import SpectralNormalization
-
-LEAKY_RELU_SLOPE = 0.2
-
-
-def maybe_spectral(layer: keras.layers.Layer, use_spectral_norm: bool) -> keras.layers.Layer:
-    """Wrap ``layer`` in spectral normalization (under the same name) when asked."""
-    if not use_spectral_norm:
-        return layer
-    return SpectralNormalization(layer, name=layer.name)
+from spade_tf.layers.common import (
+    LEAKY_RELU_SLOPE,
+    check_norm_type,
+    maybe_spectral,
+    reference_conv,
+)
+from spade_tf.layers.spade import SPADE
 
 
 @keras.saving.register_keras_serializable(package="spade_tf")

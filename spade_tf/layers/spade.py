@@ -5,53 +5,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from spade_tf.geometry import NORM_TYPES
-from spade_tf.layers.initializers import reference_initializer
+from spade_tf.layers.common import check_norm_type, parameter_free_norm, reference_conv
 from spade_tf.layers.resize import legacy_nearest_resize
-
-NORM_EPSILON = 1e-5
-# Keras momentum 0.9 is PyTorch's 0.1: the weight of the old running statistics.
-BATCH_NORM_MOMENTUM = 0.9
-
-
-def check_norm_type(norm_type: str) -> None:
-    if norm_type not in NORM_TYPES:
-        raise ValueError(
-            f"norm_type={norm_type!r} is unknown: expected one of {list(NORM_TYPES)}."
-        )
-
-
-def _norm_dtype() -> str | None:
-    """Float32 under a mixed-precision policy: statistics stay exact; else inherit."""
-    policy = keras.mixed_precision.dtype_policy()
-    return "float32" if policy.compute_dtype in ("float16", "bfloat16") else None
-
-
-def parameter_free_norm(norm_type: str, name: str) -> keras.layers.Layer:
-    """The normalization without learned scale and offset used in SPADE and D/E.
-
-    Under a mixed-precision policy it computes (and returns) float32.
-    """
-    check_norm_type(norm_type)
-    if norm_type in ("sync_batch", "batch"):
-        return keras.layers.BatchNormalization(
-            synchronized=norm_type == "sync_batch", center=False, scale=False,
-            momentum=BATCH_NORM_MOMENTUM, epsilon=NORM_EPSILON, name=name,
-            dtype=_norm_dtype(),
-        )
-    return keras.layers.GroupNormalization(
-        groups=-1, center=False, scale=False, epsilon=NORM_EPSILON, name=name,
-        dtype=_norm_dtype(),
-    )
-
-
-def reference_conv(filters: int, kernel_size: int, name: str, use_bias: bool = True,
-                   strides: int = 1, padding: str = "same") -> keras.layers.Conv2D:
-    """A Conv2D initialised as the reference initialises every conv."""
-    return keras.layers.Conv2D(
-        filters, kernel_size, strides=strides, padding=padding, use_bias=use_bias,
-        kernel_initializer=reference_initializer(), bias_initializer="zeros", name=name,
-    )
 
 
 @keras.saving.register_keras_serializable(package="spade_tf")

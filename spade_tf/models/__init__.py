@@ -1,6 +1,10 @@
-"""The SPADE networks: generator, multi-scale discriminator, VAE encoder."""
+"""The SPADE networks: generator, multi-scale discriminator, VAE encoder (and their factory).
 
-from spade_tf.models.discriminator import AveragePoolExcludingPadding, MultiScaleDiscriminator
+The trainer that owns them, ``GauGAN``, is a task rather than a network: it lives in
+:mod:`spade_tf.training`.
+"""
+
+from spade_tf.models.discriminator import MultiScaleDiscriminator
 from spade_tf.models.encoder import VAEEncoder
 from spade_tf.models.factory import (
     build_discriminator,
@@ -11,7 +15,6 @@ from spade_tf.models.factory import (
 from spade_tf.models.generator import SPADEGenerator
 
 __all__ = [
-    "AveragePoolExcludingPadding",
     "MultiScaleDiscriminator",
     "SPADEGenerator",
     "VAEEncoder",

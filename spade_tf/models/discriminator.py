@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import keras
-from keras import ops
 
-from spade_tf.layers.residual_block import LEAKY_RELU_SLOPE, maybe_spectral
-from spade_tf.layers.spade import check_norm_type, parameter_free_norm, reference_conv
+from spade_tf.layers.common import (
+    LEAKY_RELU_SLOPE,
+    check_norm_type,
+    maybe_spectral,
+    parameter_free_norm,
+    reference_conv,
+)
+from spade_tf.layers.pooling import AveragePoolExcludingPadding
 from spade_tf.models.base import ConfiguredModel
 
 KERNEL_SIZE = 4
@@ -14,28 +19,6 @@ KERNEL_SIZE = 4
 # asymmetrically, so the padding is explicit.
 PADDING = 2
 MAX_FILTERS = 512
-
-
-@keras.saving.register_keras_serializable(package="spade_tf")
-class AveragePoolExcludingPadding(keras.layers.Layer):
-    """3x3 average pool, stride 2, 1 pixel of padding not counted in the mean.
-
-    PyTorch's ``avg_pool2d(x, 3, 2, padding=1, count_include_pad=False)``; Keras's
-    ``"same"`` pooling pads only at the end and places windows differently.
-    """
-
-    def call(self, inputs):
-        padding = [[0, 0], [1, 1], [1, 1], [0, 0]]
-        sums = ops.average_pool(ops.pad(inputs, padding), 3, 2, padding="valid")
-        ones = ops.ones_like(inputs[..., :1])
-        fraction = ops.average_pool(ops.pad(ones, padding), 3, 2, padding="valid")
-        return sums / fraction
-
-    def compute_output_shape(self, input_shape):
-        def pooled(size):
-            return None if size is None else (size - 1) // 2 + 1
-
-        return (input_shape[0], pooled(input_shape[1]), pooled(input_shape[2]), input_shape[3])
 
 
 def patch_discriminator_features(inputs, num_layers: int, base_filters: int,

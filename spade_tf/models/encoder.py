@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import keras
 
-from spade_tf.layers.initializers import reference_initializer
-from spade_tf.layers.residual_block import LEAKY_RELU_SLOPE, maybe_spectral
-from spade_tf.layers.spade import check_norm_type, parameter_free_norm, reference_conv
+from spade_tf.layers.common import (
+    LEAKY_RELU_SLOPE,
+    check_norm_type,
+    maybe_spectral,
+    parameter_free_norm,
+    reference_conv,
+    reference_initializer,
+)
 from spade_tf.models.base import ConfiguredModel
 
 NUM_STAGES = 6

@@ -5,10 +5,14 @@ from __future__ import annotations
 import keras
 
 from spade_tf.geometry import UPSAMPLING_COUNTS, generator_geometry
-from spade_tf.layers.initializers import reference_initializer
-from spade_tf.layers.residual_block import LEAKY_RELU_SLOPE, SPADEResBlock
+from spade_tf.layers.common import (
+    LEAKY_RELU_SLOPE,
+    check_norm_type,
+    reference_conv,
+    reference_initializer,
+)
+from spade_tf.layers.residual_block import SPADEResBlock
 from spade_tf.layers.resize import LegacyNearestResize
-from spade_tf.layers.spade import check_norm_type, reference_conv
 from spade_tf.models.base import ConfiguredModel
 
 

@@ -8,8 +8,8 @@ import pytest
 from PIL import Image
 
 from serving import client as client_module
-from serving.cli import synthesize_main
 from serving.client import ServingError, SpadeClient
+from spade_cli.synthesize import main as synthesize_main
 from spade_tf import signatures as sig
 
 DEADLINE = 30.0

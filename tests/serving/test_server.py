@@ -27,10 +27,11 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from serving.cli import serve_main, synthesize_main
 from serving.client import SpadeClient
 from serving.model_manager import ModelManager
 from serving.server import PREDICTION_SERVICE, ServerStartError, SpadeServer
+from spade_cli.serve import main as serve_main
+from spade_cli.synthesize import main as synthesize_main
 from spade_tf import signatures as sig
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -406,7 +407,7 @@ def _read_line_with(process: subprocess.Popen, words: str, timeout: float) -> st
 def test_spade_serve_process_serves_and_stops_on_sigterm(vae_model, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "serving.cli", "serve", "--model-base-path", str(vae_model.base),
+        [sys.executable, "-m", "spade_cli.serve", "--model-base-path", str(vae_model.base),
          "--model-name", vae_model.name, "--port", "0", "--poll-seconds", "0"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from spade_cli.export import main as export_main
 from spade_tf.config import Config, ConfigError, ExportConfig, ModelConfig
-from spade_tf.evaluation.images import to_uint8
-from spade_tf.export_cli import main as export_main
+from spade_tf.inference import to_uint8
 from spade_tf.model_dir import ModelDir, save_model_dir
 from spade_tf.models import build_encoder, build_generator, build_semantic_input
 from spade_tf.precision import PrecisionError, network_precision, with_precision
@@ -109,7 +109,7 @@ def test_bfloat16_export_serves_close_to_the_float32_generator(calibrated, tmp_p
     image = served(label_ids=tf.constant(labels, tf.int32),
                    instance_ids=tf.constant(labels, tf.int32))["image"].numpy()
     reference = calibrated({"semantic": _semantic_of(labels)}, training=False).numpy()
-    reference = to_uint8(reference).astype(np.float64)
+    reference = to_uint8(reference).numpy().astype(np.float64)
     difference = np.abs(image.astype(np.float64) - reference)
     assert reference.std() > 5 and difference.mean() < 0.02 * 127.5
 

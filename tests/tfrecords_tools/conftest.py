@@ -1,7 +1,7 @@
 """Fixtures for the TFRecord tests: a small synthetic dataset and its conversion."""
 
 import pytest
-from synthetic_data import SCENES, SIZE, make_synthetic_records
+from support.synthetic_data import SCENES, SIZE, make_synthetic_records
 
 from tfrecords_tools import synthetic
 

@@ -6,9 +6,9 @@ import csv
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import SHARED_DATA
 from PIL import Image
-from synthetic_data import quiet
+from support import SHARED_DATA
+from support.synthetic_data import quiet
 
 from spade_tf.config import load_config
 from spade_tf.data import load_dataset

@@ -7,13 +7,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
-from synthetic_data import SCENES, SIZE, quiet, synthetic_listing
+from support.synthetic_data import SCENES, SIZE, quiet, synthetic_listing
 
+from spade_cli.tfrecords import main
 from spade_tf.config import DataConfig, ModelConfig
 from spade_tf.data import DataError, explain_data_errors, load_dataset, read_manifest
+from spade_tf.evaluation.synthetic import classify_colors
 from tfrecords_tools import convert as convert_module
 from tfrecords_tools import synthetic
-from tfrecords_tools.cli import main
 from tfrecords_tools.convert import ConversionFailed, convert_listing
 from tfrecords_tools.datasets import list_folders
 from tfrecords_tools.inspect import inspect_dataset
@@ -87,7 +88,7 @@ def test_crop_and_flip_keep_photo_label_and_instances_aligned(synthetic_dir,
         for kind, got in (("labels", example["label"]), ("instances", example["instance"])):
             source = sources[key][kind][:, ::-1] if flipped else sources[key][kind]
             np.testing.assert_array_equal(got, source[top:top + 64, left:left + 64])
-        np.testing.assert_array_equal(synthetic.classify_colors(photo), example["label"])
+        np.testing.assert_array_equal(classify_colors(photo), example["label"])
     assert flips == {False, True}
     assert len(examples) == SCENES // 4 * 4
 

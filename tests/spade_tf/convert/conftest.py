@@ -4,7 +4,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-import torch_reference as reference  # noqa: E402
+from spade_tf.testing import torch_reference as reference  # noqa: E402
 
 
 @pytest.fixture

@@ -6,10 +6,10 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from reference_checkpoints import tiny_config, torch_discriminator, torch_generator
+from support.reference_checkpoints import tiny_config, torch_discriminator, torch_generator
 
+from spade_cli.convert_torch import main
 from spade_tf.convert import ConversionError, convert_reference_checkpoints, load_state_dict
-from spade_tf.convert.cli import main
 
 
 def _convert_fails(config, tmp_path, words, **paths):

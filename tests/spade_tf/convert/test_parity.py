@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import torch
-import torch_reference as reference
-from reference_checkpoints import (
+from support.reference_checkpoints import (
     tiny_config,
     torch_discriminator,
     torch_encoder,
@@ -15,6 +14,7 @@ from reference_checkpoints import (
 from spade_tf.convert import convert_reference_checkpoints
 from spade_tf.model_dir import load_model_dir
 from spade_tf.models import build_semantic_input
+from spade_tf.testing import torch_reference as reference
 
 TOLERANCE = 1e-4
 

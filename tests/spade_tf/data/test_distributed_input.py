@@ -1,7 +1,7 @@
 """The input function under MirroredStrategy on 2 logical CPU devices."""
 
-from subprocess_helpers import run_python
-from synthetic_data import SCENES, make_synthetic_records
+from support.processes import run_python
+from support.synthetic_data import SCENES, make_synthetic_records
 
 from tfrecords_tools import synthetic
 

@@ -5,9 +5,10 @@ import json
 import keras
 import numpy as np
 import pytest
-from independent_scores import independent_miou
-from synthetic_data import make_synthetic_records
+from support.scores import independent_miou
+from support.synthetic_data import make_synthetic_records
 
+from spade_cli.evaluate import main
 from spade_tf import precision
 from spade_tf.config import Config, DataConfig, ModelConfig
 from spade_tf.evaluation import (
@@ -16,9 +17,9 @@ from spade_tf.evaluation import (
     kernel_inception_distance,
     synthetic_miou,
 )
-from spade_tf.evaluation.cli import main
 from spade_tf.evaluation.generate import generate_images
-from spade_tf.evaluation.images import read_image, read_label_map, to_uint8
+from spade_tf.evaluation.images import read_image, read_label_map
+from spade_tf.inference import seeded_latent, to_uint8
 from spade_tf.model_dir import ModelDir, save_model_dir
 from spade_tf.models import build_encoder, build_generator, build_semantic_input
 from tfrecords_tools import synthetic
@@ -96,8 +97,6 @@ def test_generate_then_synthetic(records, tmp_path, capsys, monkeypatch):
 
 
 def test_generate_vae_latents_from_the_photo_and_seeded(records, tmp_path):
-    import tensorflow as tf
-
     scenes, data = records
     model_dir = _model_dir(tmp_path / "vae", VAE)
     first = generate_images(model_dir, data, tmp_path / "a", limit=2, seed=3)
@@ -110,23 +109,24 @@ def test_generate_vae_latents_from_the_photo_and_seeded(records, tmp_path):
     assert not np.array_equal(_images(tmp_path / "a" / "generated", names),
                               _images(tmp_path / "c" / "generated", names))
     # By hand, in one batch of 2 as generate ran it (random weights saturate the output, so
-    # another batch size may flip the odd pixel): latent i = mean + N(0, 1; seed [3, i]) * std
-    # of the encoded photo.
+    # another batch size may flip the odd pixel), by spade_tf.inference's rule: latent i is
+    # the encoder's mean of photo i; with latent="random" it is style seed 4 + i.
     encoder = keras.saving.load_model(model_dir / "encoder.keras", compile=False)
     generator = keras.saving.load_model(model_dir / "generator.keras", compile=False)
     photos = _images(tmp_path / "a" / "real", names)
     encoded = encoder(photos.astype(np.float32) / 127.5 - 1.0, training=False)
-    noise = tf.stack([tf.random.stateless_normal([8], seed=[3, i]) for i in range(2)])
-    latent = encoded["mean"] + noise * tf.exp(0.5 * encoded["log_variance"])
     labels = np.stack([read_label_map(tmp_path / "a" / "labels" / f"{n}.png") for n in names])
     instances = np.stack([read_label_map(scenes / "instances" / f"{n}.png") for n in names])
     semantic = build_semantic_input(VAE)(labels, instances)
-    expected = to_uint8(generator({"semantic": semantic, "latent": latent}, training=False))
+    expected = to_uint8(generator({"semantic": semantic, "latent": encoded["mean"]},
+                                  training=False))
     generated = _images(tmp_path / "a" / "generated", names)
     assert np.abs(generated.astype(int) - expected).max() <= 1
-    mean_only = to_uint8(generator({"semantic": semantic, "latent": encoded["mean"]},
-                                   training=False))
-    assert np.mean(mean_only != generated) > 0.01  # the noise term matters
+    seeded = to_uint8(generator({"semantic": semantic, "latent": seeded_latent([4, 5], 8)},
+                                training=False))
+    generated_random = _images(tmp_path / "c" / "generated", names)
+    assert np.abs(generated_random.astype(int) - seeded).max() <= 1
+    assert np.mean(np.asarray(seeded) != generated) > 0.01  # the style changes the image
 
 
 def test_fid_with_the_torchscript_detector(tmp_path, torchscript_detector, detector_features,

@@ -9,12 +9,12 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from subprocess_helpers import run_python
+from support.processes import run_python
 
+from spade_cli.export import main
 from spade_tf import signatures as sig
 from spade_tf.config import Config, ModelConfig
 from spade_tf.export import ExportError, export_model, next_version
-from spade_tf.export_cli import main
 from spade_tf.model_dir import ModelDir, save_model_dir
 from spade_tf.models import build_encoder, build_generator, build_semantic_input
 

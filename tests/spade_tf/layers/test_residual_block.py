@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 import tensorflow as tf
-from contract import check_layer_contract
+from support.contract import check_layer_contract
 
 from spade_tf.layers import SPADEResBlock, SpectralNormalization
 

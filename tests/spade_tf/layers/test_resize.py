@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 import tensorflow as tf
-from contract import check_layer_contract
+from support.contract import check_layer_contract
 
 from spade_tf.layers import LegacyNearestResize, legacy_nearest_resize
 from spade_tf.layers.resize import legacy_nearest_indices

@@ -2,7 +2,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from contract import check_layer_contract
+from support.contract import check_layer_contract
 
 from spade_tf.layers import SPADE, legacy_nearest_resize
 

@@ -2,7 +2,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from contract import check_layer_contract
+from support.contract import check_layer_contract
 
 from spade_tf.layers import SpectralNormalization
 from spade_tf.layers.spectral_norm import kernel_as_matrix

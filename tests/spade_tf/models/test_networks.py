@@ -4,11 +4,10 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from contract import check_layer_contract, check_model_contract
+from support.contract import check_model_contract
 
 from spade_tf.config import ModelConfig
 from spade_tf.models import (
-    AveragePoolExcludingPadding,
     MultiScaleDiscriminator,
     SPADEGenerator,
     VAEEncoder,
@@ -76,22 +75,6 @@ def test_discriminator_contract(tmp_path):
               (2, 9, 9, 4), (2, 5, 5, 8), (2, 6, 6, 16), (2, 7, 7, 1)]
     check_model_contract(discriminator, inputs, tmp_path, expected_trainable_weights=2 * 6,
                          expected_output_shapes=shapes)
-
-
-def test_average_pool_excludes_padding_from_the_mean():
-    x = np.random.randn(1, 5, 6, 2).astype(np.float32)
-    pooled = AveragePoolExcludingPadding()(tf.constant(x)).numpy()
-    assert pooled.shape == (1, 3, 3, 2)
-    for i in range(3):
-        for j in range(3):
-            window = x[0, max(2 * i - 1, 0):2 * i + 2, max(2 * j - 1, 0):2 * j + 2]
-            np.testing.assert_allclose(pooled[0, i, j], window.mean(axis=(0, 1)), atol=1e-6)
-
-
-def test_average_pool_contract(tmp_path):
-    check_layer_contract(AveragePoolExcludingPadding, (tf.random.normal((2, 7, 8, 3)),),
-                         tmp_path, expected_trainable_weights=0,
-                         expected_output_shape=(2, 4, 4, 3))
 
 
 def test_encoder_contract(tmp_path):

@@ -8,9 +8,9 @@ import sys
 
 import numpy as np
 import pytest
-from subprocess_helpers import ROOT
+from support import ROOT
 
-WORKER = ROOT / "tests" / "one_step_worker.py"
+WORKER = ROOT / "tests" / "support" / "one_step_worker.py"
 TOLERANCE = 2e-5  # the weights themselves move by up to ~0.6 in this step
 
 

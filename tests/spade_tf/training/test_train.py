@@ -1,4 +1,4 @@
-"""spade_tf.train: outputs, resume, crash safety, NaN, schedule, missing VGG weights."""
+"""spade_tf.training.train: outputs, resume, crash safety, NaN, schedule, missing VGG weights."""
 
 import os
 import signal
@@ -9,14 +9,14 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from subprocess_helpers import ROOT
-from synthetic_data import make_synthetic_records
+from support import ROOT
+from support.synthetic_data import make_synthetic_records
 
 from spade_tf.config import ConfigError, load_config
 from spade_tf.data import make_input_fn
 from spade_tf.model_dir import load_model_dir
-from spade_tf.train import LinearDecay, LossBecameNaN, StopOnNaN, build_trainer, train
-from spade_tf.vgg import VGGWeightsError, random_vgg_features
+from spade_tf.training.train import LinearDecay, LossBecameNaN, StopOnNaN, build_trainer, train
+from spade_tf.training.vgg import VGGWeightsError, random_vgg_features
 from tfrecords_tools import synthetic
 
 OVERRIDES = ["train.batch_size=4", "train.epochs=2", "train.checkpoint_every_steps=2"]
@@ -77,7 +77,7 @@ def test_sigkill_mid_run_resumes_from_the_last_checkpoint(records, tmp_path):
     model_dir = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}"}
     result = subprocess.run(
-        [sys.executable, str(ROOT / "tests" / "kill_during_training.py"), str(records),
+        [sys.executable, str(ROOT / "tests" / "support" / "kill_during_training.py"), str(records),
          str(model_dir), "5"], env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == -signal.SIGKILL, result.stderr[-2000:]
     checkpoint = tf.train.latest_checkpoint(str(model_dir / "checkpoints"))

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from spade_tf.vgg import VGGWeightsError, load_vgg_features
+from spade_tf.training.vgg import VGGWeightsError, load_vgg_features
 
 torch = pytest.importorskip("torch")
 

@@ -22,7 +22,8 @@ from collections.abc import Callable, Sequence
 
 import tensorflow as tf
 
-GAN_MODES = ("hinge", "least_squares", "original", "wasserstein")
+from spade_tf.config import GAN_MODES
+
 VGG_LAYER_WEIGHTS = (1.0 / 32, 1.0 / 16, 1.0 / 8, 1.0 / 4, 1.0)
 
 
@@ -36,7 +37,8 @@ def _logits(outputs) -> list:
     return [scale[-1] if isinstance(scale, (list, tuple)) else scale for scale in outputs]
 
 
-def _check_mode(gan_mode: str) -> None:
+def check_gan_mode(gan_mode: str) -> None:
+    """Raise ValueError unless ``gan_mode`` is one of ``GAN_MODES``."""
     if gan_mode not in GAN_MODES:
         raise ValueError(f"gan_mode={gan_mode!r} is unknown: expected one of {list(GAN_MODES)}.")
 
@@ -57,7 +59,7 @@ def _term(logits, target_is_real: bool, gan_mode: str, for_discriminator: bool) 
 
 def _over_scales(outputs, target_is_real: bool, gan_mode: str,
                  for_discriminator: bool) -> tf.Tensor:
-    _check_mode(gan_mode)
+    check_gan_mode(gan_mode)
     logits = _logits(outputs)
     terms = [_term(x, target_is_real, gan_mode, for_discriminator) for x in logits]
     return tf.add_n(terms) / float(len(terms))

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
+from spade_cli.app import new_parser, run
 from spade_tf.config import PRECISION_HELP, PRECISIONS
 
 PROG = "spade-eval"
@@ -52,9 +52,8 @@ def _add_json(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split(":", 1)[1].strip(),
-                                     epilog=EXAMPLES,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = new_parser(PROG, "Evaluate generated images (FID / KID, segmentation mIoU, "
+                        "synthetic mIoU).", EXAMPLES)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     fid = commands.add_parser("fid", help="FID and KID between real and generated image folders")
@@ -181,30 +180,13 @@ RUNNERS = {"fid": _run_fid, "segmentation": _run_segmentation, "synthetic": _run
            "generate": _run_generate}
 
 
-def _library_errors(command: str) -> tuple[type[Exception], ...]:
-    """Errors that become ``error: ...`` and exit 2 (imported only where used: ``generate``'s
-    pull in TensorFlow, which ``synthetic`` does not need)."""
-    from spade_tf.evaluation.errors import EvaluationError
-
-    if command != "generate":
-        return (EvaluationError,)
-    from spade_tf.config import ConfigError
-    from spade_tf.data.manifest import DataError
-    from spade_tf.model_dir import ModelDirError
-
-    return EvaluationError, ConfigError, DataError, ModelDirError
+def evaluate_command(args: argparse.Namespace) -> None:
+    RUNNERS[args.command](args, _Progress())
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    errors = _library_errors(args.command)
-    try:
-        RUNNERS[args.command](args, _Progress())
-    except errors as error:
-        print(f"{PROG} {args.command}: error: {error}", file=sys.stderr)
-        return 2
-    return 0
+    return run(build_parser(), evaluate_command, argv,
+               uses_tensorflow=lambda args: args.command != "synthetic")
 
 
 if __name__ == "__main__":

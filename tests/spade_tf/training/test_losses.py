@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from spade_tf import losses
+from spade_tf.training import losses
 
 # Two examples, two scales. Scale 0 logits 2x2, scale 1 logits 1x1.
 FAKE = [[tf.zeros((2, 2, 2, 1)), tf.constant([[[[1.0], [-2.0]], [[3.0], [0.0]]],

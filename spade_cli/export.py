@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 
+from spade_cli.app import new_parser, run
 from spade_tf.config import PRECISION_HELP, PRECISIONS
 
 EXAMPLE = """example:
@@ -15,9 +14,9 @@ or spade-serve at exports/spade."""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="spade-export", description=__doc__.split(":", 1)[1]
-                                     .strip(), epilog=EXAMPLE,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = new_parser("spade-export",
+                        "Export a trained model folder as a TF Serving SavedModel version.",
+                        EXAMPLE)
     parser.add_argument("--model-dir", required=True,
                         help="model folder (spade-train or spade-convert-torch output)")
     parser.add_argument("--export-base", required=True, help="base folder of exports")
@@ -34,22 +33,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from spade_tf.export import ExportError, export_model
-    from spade_tf.model_dir import ModelDirError
+def export_command(args: argparse.Namespace) -> None:
+    from spade_tf.export import export_model
 
-    try:
-        path = export_model(args.model_dir, args.export_base, args.model_name,
-                            version=args.version, max_batch_size=args.max_batch_size,
-                            max_pixels=args.max_pixels, warmup=not args.no_warmup,
-                            precision=args.precision)
-    except (ExportError, ModelDirError) as error:
-        print(f"spade-export: error: {error}", file=sys.stderr)
-        return 2
+    path = export_model(args.model_dir, args.export_base, args.model_name,
+                        version=args.version, max_batch_size=args.max_batch_size,
+                        max_pixels=args.max_pixels, warmup=not args.no_warmup,
+                        precision=args.precision)
     print(f"exported {path}")
-    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(build_parser(), export_command, argv)
 
 
 if __name__ == "__main__":

@@ -9,9 +9,9 @@ Subcommands:
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
+from spade_cli.app import new_parser, run
 from tfrecords_tools import datasets
 
 EXAMPLES = """examples:
@@ -24,10 +24,8 @@ EXAMPLES = """examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="spade-tfrecords", description=__doc__.splitlines()[0], epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = new_parser("spade-tfrecords", "Dataset folders -> checked TFRecord shards, and "
+                        "tools around them.", EXAMPLES)
     commands = parser.add_subparsers(dest="command", required=True)
 
     convert = commands.add_parser("convert", help="convert a dataset to TFRecords")
@@ -82,27 +80,17 @@ def _listing(args: argparse.Namespace) -> datasets.DatasetListing:
     return datasets.list_coco_stuff(args.root, args.split, use_instances=not args.no_instances)
 
 
-def run(args: argparse.Namespace) -> int:
-    from tfrecords_tools.convert import ConversionFailed, convert_listing
-
+def tfrecords_command(args: argparse.Namespace) -> int | None:
     if args.command == "convert":
-        try:
-            convert_listing(_listing(args), args.out, num_shards=args.num_shards,
-                            workers=args.workers, skip_bad=args.skip_bad,
-                            overwrite=args.overwrite)
-        except (datasets.DatasetLayoutError, ConversionFailed) as error:
-            print(f"spade-tfrecords convert: error: {error}", file=sys.stderr)
-            return 2
+        from tfrecords_tools.convert import convert_listing
+
+        convert_listing(_listing(args), args.out, num_shards=args.num_shards,
+                        workers=args.workers, skip_bad=args.skip_bad, overwrite=args.overwrite)
         return 0
     if args.command == "inspect":
-        from spade_tf.data.manifest import DataError
         from tfrecords_tools.inspect import inspect_dataset
 
-        try:
-            manifest, report = inspect_dataset(args.folder)
-        except DataError as error:
-            print(f"spade-tfrecords inspect: error: {error}", file=sys.stderr)
-            return 2
+        manifest, report = inspect_dataset(args.folder)
         print(report.format(manifest))
         return 1 if report.problems else 0
     from tfrecords_tools import synthetic
@@ -111,12 +99,8 @@ def run(args: argparse.Namespace) -> int:
         if done == total or done % max(1, total // 10) == 0:
             print(f"scenes: {done}/{total}", file=sys.stderr, flush=True)
 
-    try:
-        path = synthetic.write_dataset(args.out, args.num, size=args.size, seed=args.seed,
-                                       progress=progress)
-    except ValueError as error:
-        print(f"spade-tfrecords synthetic: error: {error}", file=sys.stderr)
-        return 2
+    path = synthetic.write_dataset(args.out, args.num, size=args.size, seed=args.seed,
+                                   progress=progress)
     print(f"wrote {args.num} scenes to {path} ({synthetic.NUM_CLASSES} classes; convert with "
           f"--dataset folders --images {path}/images --labels {path}/labels "
           f"--instances {path}/instances --num-classes {synthetic.NUM_CLASSES})")
@@ -124,8 +108,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    return run(build_parser().parse_args(argv))
+    return run(build_parser(), tfrecords_command, argv,
+               uses_tensorflow=lambda args: args.command != "synthetic")
 
 
 if __name__ == "__main__":

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
-from spade_tf.config import ConfigError, add_override_argument, load_config
+from spade_cli.app import new_parser, run
+from spade_tf.config import STRATEGIES, add_override_argument
 
 EXAMPLES = """examples:
   spade-train --config configs/ade20k.yaml --data tfrecords/ade20k_train --model-dir runs/ade20k
@@ -18,16 +18,14 @@ cluster (see README, "Training")."""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="spade-train", description=__doc__.split(":", 1)[1]
-                                     .strip(), epilog=EXAMPLES,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = new_parser("spade-train", "Train GauGAN on converted TFRecords with model.fit.",
+                        EXAMPLES)
     parser.add_argument("--config", required=True, help="experiment YAML (configs/*.yaml)")
     parser.add_argument("--data", required=True, help="folder written by spade-tfrecords")
     parser.add_argument("--model-dir", required=True,
                         help="checkpoints, logs and the trained model go here")
     add_override_argument(parser)
-    parser.add_argument("--strategy", default="auto",
-                        choices=("auto", "default", "mirrored", "multi_worker"),
+    parser.add_argument("--strategy", default="auto", choices=STRATEGIES,
                         help="auto: multi_worker with TF_CONFIG, mirrored over several GPUs, "
                              "else one device")
     parser.add_argument("--cpu-replicas", type=int, default=0,
@@ -38,36 +36,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    try:
-        config = load_config(args.config, args.set)
-    except ConfigError as error:
-        print(f"spade-train: error: {error}", file=sys.stderr)
-        return 2
+def train_command(args: argparse.Namespace) -> None:
+    from spade_tf.config import load_config
 
-    from spade_tf.data.manifest import DataError
-    from spade_tf.model_dir import ModelDirError
-    from spade_tf.train import LossBecameNaN, TrainingError, choose_strategy, train
-    from spade_tf.vgg import VGGWeightsError
+    config = load_config(args.config, args.set)
+    from spade_tf.training import choose_strategy, train
 
-    try:
-        strategy = choose_strategy(args.strategy, args.cpu_replicas)
-        print(f"spade-train: {type(strategy).__name__} with {strategy.num_replicas_in_sync} "
-              f"replica(s); global batch {config.train.batch_size}", file=sys.stderr)
-        verbose = args.verbose if args.verbose == "auto" else int(args.verbose)
-        summary = train(config, args.data, args.model_dir, strategy=strategy, verbose=verbose)
-    except LossBecameNaN as error:
-        print(f"spade-train: stopped: {error}", file=sys.stderr)
-        return 3
-    except (ConfigError, DataError, ModelDirError, TrainingError, VGGWeightsError) as error:
-        print(f"spade-train: error: {error}", file=sys.stderr)
-        return 2
+    strategy = choose_strategy(args.strategy, args.cpu_replicas)
+    print(f"spade-train: {type(strategy).__name__} with {strategy.num_replicas_in_sync} "
+          f"replica(s); global batch {config.train.batch_size}", file=sys.stderr)
+    verbose = args.verbose if args.verbose == "auto" else int(args.verbose)
+    summary = train(config, args.data, args.model_dir, strategy=strategy, verbose=verbose)
     print(f"spade-train: step {summary['final_step']} of "
           f"{summary['epochs'] * summary['steps_per_epoch']} (started at "
           f"{summary['start_step']}); model folder {args.model_dir}")
-    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(build_parser(), train_command, argv)
 
 
 if __name__ == "__main__":

@@ -3,9 +3,8 @@
 Used by the converter's parity tests (and the benchmarks); needs torch.
 """
 
-import torch_reference as reference
-
 from spade_tf.config import Config, ModelConfig
+from spade_tf.testing import torch_reference as reference
 
 # 5 classes + don't-care + instance edges = 7 semantic channels; hidden width 128 as in
 # the reference (fixed there), few filters so everything runs in a second on a CPU.

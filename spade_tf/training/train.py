@@ -33,8 +33,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from spade_tf.config import Config, ConfigError
+from spade_tf.config import STRATEGIES, Config, ConfigError
 from spade_tf.data.pipeline import explain_data_errors, make_input_fn
+from spade_tf.errors import SpadeError
+from spade_tf.inference import to_uint8
 from spade_tf.model_dir import CONFIG_FILE, ModelDir, load_model_dir, write_model_dir
 from spade_tf.models import (
     build_discriminator,
@@ -42,19 +44,21 @@ from spade_tf.models import (
     build_generator,
     build_semantic_input,
 )
-from spade_tf.models.gaugan import GauGAN, default_optimizer
+from spade_tf.training.gaugan import GauGAN, default_optimizer
 
 CHECKPOINT_DIR = "checkpoints"
 LOG_DIR = "logs"
-STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
 
 
-class TrainingError(RuntimeError):
+class TrainingError(SpadeError, RuntimeError):
     """Training cannot start or cannot go on; the message says why."""
 
 
 class LossBecameNaN(TrainingError):
     """A loss term became NaN or infinite."""
+
+    exit_status = 3
+    label = "stopped"
 
 
 # -- strategy -------------------------------------------------------------------------
@@ -105,16 +109,12 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
 # -- building -------------------------------------------------------------------------
 
 
-def _apply_precision(policy: str) -> None:
-    keras.mixed_precision.set_global_policy(policy)
-
-
 def build_trainer(config: Config, vgg_features: Callable | None = None) -> GauGAN:
     """GauGAN with its networks and optimizers, under the current strategy scope."""
     model = config.model
     train = config.train
     if train.vgg_weight > 0 and vgg_features is None:
-        from spade_tf.vgg import load_vgg_features
+        from spade_tf.training.vgg import load_vgg_features
 
         vgg_features = load_vgg_features(train.vgg_weights_path)
     trainer = GauGAN(
@@ -245,8 +245,7 @@ class ImageGrids(keras.callbacks.Callback):
         generated = self.model(self.batch, training=False)
         label = tf.gather(self.palette, tf.minimum(self.batch["label"],
                                                    self.palette.shape[0] - 1))
-        as_uint8 = lambda x: tf.cast(tf.clip_by_value((x + 1.0) * 127.5, 0, 255), tf.uint8)  # noqa: E731
-        return tf.concat([label, as_uint8(generated), as_uint8(self.batch["image"])], axis=2)
+        return tf.concat([label, to_uint8(generated), to_uint8(self.batch["image"])], axis=2)
 
     def on_epoch_end(self, epoch, logs=None):
         # record_if: Keras's TensorBoard callback may have limited recording to its steps.
@@ -316,7 +315,7 @@ def train(config: Config, data_dir: str | os.PathLike, model_dir: str | os.PathL
     chief = is_chief(strategy)
     train_config = config.train
     _check_resumable(model_dir, config)
-    _apply_precision(train_config.mixed_precision)
+    keras.mixed_precision.set_global_policy(train_config.mixed_precision)
     if chief:
         model_dir.mkdir(parents=True, exist_ok=True)
         (model_dir / CONFIG_FILE).write_text(config.to_yaml())

@@ -21,6 +21,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from spade_tf.errors import SpadeError
+
 FEATURE_LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1",
                   "block5_conv1")
 # torchvision's vgg19.features indices of the 16 convs, in order.
@@ -36,7 +38,7 @@ MISSING_WEIGHTS = (
 )
 
 
-class VGGWeightsError(ValueError):
+class VGGWeightsError(SpadeError, ValueError):
     """The VGG weights are missing or unreadable; the message says what to do."""
 
 
@@ -51,11 +53,11 @@ def _feature_model(backbone: keras.Model) -> keras.Model:
 
 
 def _load_torchvision(backbone: keras.Model, path: Path) -> None:
-    from spade_tf.convert.checkpoint import ConversionError, load_state_dict
+    from spade_tf.torch_state_dict import StateDictError, read_state_dict
 
     try:
-        state = load_state_dict(path, role="VGG19")
-    except ConversionError as error:
+        state = read_state_dict(path, role="VGG19")
+    except StateDictError as error:
         raise VGGWeightsError(str(error)) from None
     convs = [layer for layer in backbone.layers if isinstance(layer, keras.layers.Conv2D)]
     for layer, index in zip(convs, TORCHVISION_CONV_INDICES, strict=True):

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
-from spade_tf.config import ConfigError, add_override_argument, load_config
+from spade_cli.app import new_parser, run
+from spade_tf.config import add_override_argument
 
 EXAMPLE = """example:
   spade-convert-torch --config configs/ade20k.yaml \\
@@ -20,10 +20,9 @@ def _print_progress(role: str, done: int, total: int) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="spade-convert-torch", description=__doc__.split(":", 1)[1].strip(),
-        epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = new_parser("spade-convert-torch",
+                        "Convert the reference's PyTorch checkpoints into a spade-tf model "
+                        "folder.", EXAMPLE)
     parser.add_argument("--config", required=True,
                         help="YAML giving what weights cannot tell: classes, sizes, mode")
     parser.add_argument("--generator", required=True, help="the reference's *_net_G.pth")
@@ -36,25 +35,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from spade_tf.convert import ConversionError, convert_reference_checkpoints
-    from spade_tf.model_dir import ModelDirError
+def convert_command(args: argparse.Namespace) -> None:
+    from spade_tf.config import load_config
+    from spade_tf.convert import convert_reference_checkpoints
 
-    try:
-        config = load_config(args.config, args.set)
-        print(f"converting into {args.out} ...", file=sys.stderr, flush=True)
-        out = convert_reference_checkpoints(
-            config, args.out, generator=args.generator, encoder=args.encoder,
-            discriminator=args.discriminator, config_name=args.config,
-            overwrite=args.overwrite, progress=_print_progress,
-        )
-    except (ConfigError, ConversionError, ModelDirError) as error:
-        print(f"spade-convert-torch: error: {error}", file=sys.stderr)
-        return 2
+    config = load_config(args.config, args.set)
+    print(f"converting into {args.out} ...", file=sys.stderr, flush=True)
+    out = convert_reference_checkpoints(
+        config, args.out, generator=args.generator, encoder=args.encoder,
+        discriminator=args.discriminator, config_name=args.config,
+        overwrite=args.overwrite, progress=_print_progress,
+    )
     print(f"wrote {out} (config.yaml + .keras networks)")
-    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(build_parser(), convert_command, argv)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""A small PyTorch SPADE/GauGAN used as the ground truth of the converter parity tests.
+"""A small PyTorch SPADE/GauGAN: the ground truth of the parity tests and benchmarks.
 
 Written from the layout facts in ``shared/REFERENCE_CHECKPOINTS.md`` and the fidelity
 facts in ``shared/DESIGN.md`` (section 5); no code is taken from the reference. Module

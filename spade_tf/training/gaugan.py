@@ -15,8 +15,9 @@ from collections.abc import Callable
 import keras
 import tensorflow as tf
 
-from spade_tf import losses
+from spade_tf.inference import style_latent
 from spade_tf.layers.semantic import SemanticInput
+from spade_tf.training import losses
 
 LOSS_NAMES = ("g_total", "g_gan", "g_feature_matching", "g_vgg", "g_kl", "d_real", "d_fake",
               "d_total")
@@ -40,7 +41,7 @@ class GauGAN(keras.Model):
         semantic_input: turns label (and instance) ids into the generator's input.
         encoder: the VAE style encoder, for generators built with ``use_vae=True``.
         vgg_features: callable images -> five feature maps for the perceptual loss
-            (:func:`spade_tf.vgg.load_vgg_features`); needed when ``vgg_weight > 0``.
+            (:func:`spade_tf.training.vgg.load_vgg_features`); needed when ``vgg_weight > 0``.
         gan_mode: ``"hinge"`` (the reference's), ``"least_squares"``, ``"original"``,
             ``"wasserstein"``.
         feature_matching_weight, vgg_weight, kl_weight: the reference's 10, 10, 0.05.
@@ -52,14 +53,12 @@ class GauGAN(keras.Model):
                  feature_matching_weight: float = 10.0, vgg_weight: float = 10.0,
                  kl_weight: float = 0.05, **kwargs):
         super().__init__(**kwargs)
-        if gan_mode not in losses.GAN_MODES:
-            raise ValueError(f"gan_mode={gan_mode!r} is unknown: expected one of "
-                             f"{list(losses.GAN_MODES)}.")
+        losses.check_gan_mode(gan_mode)
         if getattr(generator, "use_vae", False) and encoder is None:
             raise ValueError("the generator takes a style latent (use_vae=True): pass the "
                              "VAE encoder too.")
         if vgg_weight > 0 and vgg_features is None:
-            from spade_tf.vgg import MISSING_WEIGHTS, VGGWeightsError
+            from spade_tf.training.vgg import MISSING_WEIGHTS, VGGWeightsError
 
             raise VGGWeightsError(MISSING_WEIGHTS)
         self.generator = generator
@@ -113,14 +112,14 @@ class GauGAN(keras.Model):
     def semantic(self, data: dict):
         return self.semantic_input(data["label"], data.get("instance"))
 
-    def _generate(self, semantic, real_image, training: bool, seed=None):
+    def _generate(self, semantic, real_image, training: bool):
         """(fake image, KL per example or None)."""
         inputs = {"semantic": semantic}
         kl = None
         if self.encoder is not None:
             encoded = self.encoder(real_image, training=training)
             mean, log_variance = encoded["mean"], encoded["log_variance"]
-            noise = tf.random.normal(tf.shape(mean), seed=seed)
+            noise = tf.random.normal(tf.shape(mean))
             inputs["latent"] = mean + noise * tf.exp(0.5 * log_variance)
             kl = losses.kl_divergence(mean, log_variance)
         return self.generator(inputs, training=training), kl
@@ -136,17 +135,16 @@ class GauGAN(keras.Model):
         return fake_out, real_out
 
     def call(self, inputs: dict, training: bool = False):
-        """Label ids (and instance ids, and a style photo or latent) -> image in [-1, 1]."""
+        """Label ids (and instance ids, and a style photo or latent) -> image in [-1, 1].
+
+        The latent follows :mod:`spade_tf.inference`: the photo's encoded mean, else random.
+        """
         semantic = self.semantic(inputs)
         generator_inputs = {"semantic": semantic}
         if self.encoder is not None:
-            if "latent" in inputs:
-                generator_inputs["latent"] = inputs["latent"]
-            elif "image" in inputs:
-                generator_inputs["latent"] = self.encoder(inputs["image"])["mean"]
-            else:
-                generator_inputs["latent"] = tf.random.normal(
-                    [tf.shape(semantic)[0], self.generator.latent_dim])
+            generator_inputs["latent"] = inputs["latent"] if "latent" in inputs else style_latent(
+                self.encoder, self.generator.latent_dim, tf.shape(semantic)[0],
+                photo=inputs.get("image"))
         return self.generator(generator_inputs, training=training)
 
     # -- losses -----------------------------------------------------------------------

@@ -1,0 +1,86 @@
+"""Pieces the SPADE layers and the networks share: the reference's conv, norms, activation.
+
+- ``reference_initializer``: PyTorch's ``xavier_normal_`` with gain 0.02, on every
+  conv and dense kernel;
+- ``reference_conv``: a Conv2D initialised that way, zero biases;
+- ``parameter_free_norm``: the normalization without learned scale and offset
+  (batch, synchronized batch or instance);
+- ``maybe_spectral``: spectral normalization with PyTorch's semantics when asked;
+- ``LEAKY_RELU_SLOPE``: 0.2 everywhere in the reference.
+"""
+
+from __future__ import annotations
+
+import keras
+
+from spade_tf.geometry import NORM_TYPES
+from spade_tf.layers.spectral_norm import SpectralNormalization
+
+LEAKY_RELU_SLOPE = 0.2
+REFERENCE_INIT_GAIN = 0.02
+
+
+def reference_initializer(gain: float = REFERENCE_INIT_GAIN) -> keras.initializers.Initializer:
+    """Untruncated normal with std ``gain * sqrt(2 / (fan_in + fan_out))``.
+
+    That is ``VarianceScaling(scale=gain**2, mode="fan_avg")`` with an untruncated
+    normal (Keras's ``GlorotNormal`` truncates, PyTorch's xavier normal does not).
+    Keras computes fans from its (kh, kw, in, out) layout exactly as PyTorch does
+    from (out, in, kh, kw). Each layer needs its own instance: Keras initializers
+    with an unset seed draw the same values on every call.
+    """
+    return keras.initializers.VarianceScaling(
+        scale=gain**2, mode="fan_avg", distribution="untruncated_normal"
+    )
+
+
+NORM_EPSILON = 1e-5
+# Keras momentum 0.9 is PyTorch's 0.1: the weight of the old running statistics.
+BATCH_NORM_MOMENTUM = 0.9
+
+
+def check_norm_type(norm_type: str) -> None:
+    if norm_type not in NORM_TYPES:
+        raise ValueError(
+            f"norm_type={norm_type!r} is unknown: expected one of {list(NORM_TYPES)}."
+        )
+
+
+def _norm_dtype() -> str | None:
+    """Float32 under a mixed-precision policy: statistics stay exact; else inherit."""
+    policy = keras.mixed_precision.dtype_policy()
+    return "float32" if policy.compute_dtype in ("float16", "bfloat16") else None
+
+
+def parameter_free_norm(norm_type: str, name: str) -> keras.layers.Layer:
+    """The normalization without learned scale and offset used in SPADE and D/E.
+
+    Under a mixed-precision policy it computes (and returns) float32.
+    """
+    check_norm_type(norm_type)
+    if norm_type in ("sync_batch", "batch"):
+        return keras.layers.BatchNormalization(
+            synchronized=norm_type == "sync_batch", center=False, scale=False,
+            momentum=BATCH_NORM_MOMENTUM, epsilon=NORM_EPSILON, name=name,
+            dtype=_norm_dtype(),
+        )
+    return keras.layers.GroupNormalization(
+        groups=-1, center=False, scale=False, epsilon=NORM_EPSILON, name=name,
+        dtype=_norm_dtype(),
+    )
+
+
+def reference_conv(filters: int, kernel_size: int, name: str, use_bias: bool = True,
+                   strides: int = 1, padding: str = "same") -> keras.layers.Conv2D:
+    """A Conv2D initialised as the reference initialises every conv."""
+    return keras.layers.Conv2D(
+        filters, kernel_size, strides=strides, padding=padding, use_bias=use_bias,
+        kernel_initializer=reference_initializer(), bias_initializer="zeros", name=name,
+    )
+
+
+def maybe_spectral(layer: keras.layers.Layer, use_spectral_norm: bool) -> keras.layers.Layer:
+    """Wrap ``layer`` in spectral normalization (under the same name) when asked."""
+    if not use_spectral_norm:
+        return layer
+    return SpectralNormalization(layer, name=layer.name)

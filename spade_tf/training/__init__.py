@@ -1,0 +1,34 @@
+"""Training GauGAN: the trainer model, its losses, the VGG features, the fit loop.
+
+- :mod:`spade_tf.training.gaugan`: ``GauGAN``, the ``keras.Model`` whose ``train_step``
+  does one generator and one discriminator step per batch;
+- :mod:`spade_tf.training.losses`: the GAN, feature-matching, VGG and KL terms;
+- :mod:`spade_tf.training.vgg`: VGG19 features from a local weights file;
+- :mod:`spade_tf.training.train`: ``train(config, data, model_dir)``: strategy,
+  checkpoints, resume, logs and callbacks (what ``spade-train`` runs).
+"""
+
+from spade_tf.training.gaugan import GauGAN, default_optimizer
+from spade_tf.training.train import (
+    LossBecameNaN,
+    TrainingError,
+    build_trainer,
+    choose_strategy,
+    global_step,
+    train,
+)
+from spade_tf.training.vgg import VGGWeightsError, load_vgg_features, random_vgg_features
+
+__all__ = [
+    "GauGAN",
+    "LossBecameNaN",
+    "TrainingError",
+    "VGGWeightsError",
+    "build_trainer",
+    "choose_strategy",
+    "default_optimizer",
+    "global_step",
+    "load_vgg_features",
+    "random_vgg_features",
+    "train",
+]
