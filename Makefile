@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: setup test lint demo bench clean
+.PHONY: setup browser test lint demo paint bench clean
 
 setup: $(STAMP)
 
@@ -22,14 +22,31 @@ $(STAMP): setup.py
 	$(BIN)/python -m pip install --quiet -e ".[test,convert]"
 	touch $(STAMP)
 
+# The painter's browser tests drive Debian's chromium and chromedriver: installed when missing
+# (apt-get, as root or with sudo).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@command -v chromedriver >/dev/null && command -v chromium >/dev/null || { \
+	  $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; }
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-test: lint
+# torch is installed above, so the PyTorch parity tests must run: with this set, a missing
+# torch fails them instead of skipping them (tests/support: import_torch).
+test: export SPADE_TF_REQUIRE_TORCH = 1
+test: lint browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py --out demo_output
+
+# Paint with the demo's model in a browser (after `make demo`): http://127.0.0.1:8501/
+PAINT_PORT ?= 8501
+paint: $(STAMP)
+	$(BIN)/spade-serve --model-base-path demo_output/exports/spade --port 0 \
+	  --rest-port $(PAINT_PORT)
 
 # Figures, not tests: Keras vs PyTorch generator, training step, input pipeline, serving.
 bench: $(STAMP)

@@ -23,6 +23,8 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["spade_tf*", "spade_cli*", "tfrecords_tools*", "serving*"]),
+    # Class names and colours of the datasets (spade_tf.classes); the painter page.
+    package_data={"spade_tf": ["class_tables/*.json"], "serving": ["painter/*"]},
     install_requires=[
         # tensorflow-serving-api 2.21 needs the full tensorflow distribution.
         "tensorflow==2.21.0",
@@ -38,7 +40,8 @@ setup(
         "PyYAML>=6.0",
     ],
     extras_require={
-        "test": ["pytest>=8.0", "pytest-timeout>=2.3", "ruff==0.17.6"],
+        # selenium drives Debian's chromium in the painter's browser tests.
+        "test": ["pytest>=8.0", "pytest-timeout>=2.3", "ruff==0.17.6", "selenium>=4.20"],
         # Only for reading the reference's PyTorch checkpoints; never a runtime need.
         "convert": ["torch>=2.1"],
     },

@@ -4,10 +4,11 @@ Stages, each the project's own command line run as a user would run it:
 synthetic scenes (spade-tfrecords synthetic) -> TFRecords (spade-tfrecords convert) ->
 multi-replica training under MirroredStrategy (spade-train; two logical CPU replicas
 without a GPU, every GPU otherwise) -> SavedModel (spade-export) -> gRPC server on
-loopback (spade-serve) -> held-out label maps synthesized through the gRPC client ->
-``demo.png`` (label | generated | real per row) and the synthetic mIoU, read back from the
-generated colours. The server is stopped at the end, also when a stage fails; a failure
-names its stage and exits non-zero.
+loopback (spade-serve) -> held-out label maps synthesized over gRPC by spade-synthesize,
+which also writes ``demo.png`` (label map in the classes' colours | generated image per
+row) -> the synthetic mIoU, read back from the generated colours. The server is stopped
+at the end, also when a stage fails; a failure names its stage and exits non-zero. It
+ends by printing the commands for your own label maps and for painting (``make paint``).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ COMMANDS = {
     "spade-train": ["spade_cli.train"],
     "spade-export": ["spade_cli.export"],
     "spade-serve": ["spade_cli.serve"],
+    "spade-synthesize": ["spade_cli.synthesize"],
 }
 SERVER_START_SECONDS = 180
 MARKER = ".spade-demo"  # marks a folder this script may clear
@@ -99,6 +101,23 @@ def run_tool(tool: str, *args: object) -> None:
         raise StageFailure(f"{tool} exited with status {status} (output above)")
 
 
+def request_times(address: str, model_name: str, held_out: Path) -> list[float]:
+    """Seconds per single-map gRPC request, each held-out map once (the interactive path)."""
+    quiet_tensorflow()  # the client's protos import TensorFlow: as quietly as the commands
+    from serving.client import SpadeClient
+    from spade_tf.evaluation.images import read_label_map
+
+    times = []
+    with SpadeClient(address, model_name, timeout=120.0) as client:
+        for path in sorted((held_out / "labels").glob("*.png")):
+            labels = read_label_map(path)
+            instances = read_label_map(held_out / "instances" / path.name)
+            begin = time.perf_counter()
+            client.synthesize(labels, instances)
+            times.append(time.perf_counter() - begin)
+    return times
+
+
 def count_gpus() -> int:
     """GPUs TensorFlow sees, asked in a child process (TF start-up is noisy and slow)."""
     probe = "import tensorflow as tf; print(len(tf.config.list_physical_devices('GPU')))"
@@ -150,31 +169,12 @@ def _wait_for_address(process: subprocess.Popen) -> str:
     raise StageFailure(f"spade-serve did not listen within {SERVER_START_SECONDS}s")
 
 
-def read_scenes(folder: Path, limit: int):
-    """Label maps, instance maps and photos of a synthetic scene folder, in name order."""
+def read_scenes(folder: Path, names: list[str]):
+    """Label maps and photos of a synthetic scene folder."""
     from spade_tf.evaluation.images import read_image, read_label_map
 
-    names = sorted(path.name for path in (folder / "labels").glob("*.png"))[:limit]
-    if not names:
-        raise StageFailure(f"no label maps in {folder / 'labels'}")
     return ([read_label_map(folder / "labels" / name) for name in names],
-            [read_label_map(folder / "instances" / name) for name in names],
             [read_image(folder / "images" / name) for name in names])
-
-
-def write_grid(path: Path, labels, generated, real, scale: int = 2) -> tuple[int, int]:
-    """One row per scene: colourised label | generated | real, enlarged ``scale`` times."""
-    import numpy as np
-    from PIL import Image
-
-    from tfrecords_tools.synthetic import BASE_COLORS
-
-    rows = [np.concatenate([BASE_COLORS.astype(np.uint8)[label], image, photo], axis=1)
-            for label, image, photo in zip(labels, generated, real, strict=True)]
-    grid = np.concatenate(rows, axis=0).repeat(scale, axis=0).repeat(scale, axis=1)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(grid).save(path)
-    return grid.shape[1], grid.shape[0]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -210,7 +210,7 @@ def prepare_output(out: Path) -> None:
                            "another --out (the demo clears its folder on every run)")
     out.mkdir(parents=True, exist_ok=True)
     (out / MARKER).touch()
-    for name in ("scenes", "records", "run", "exports"):
+    for name in ("scenes", "records", "run", "exports", "synthesized"):
         shutil.rmtree(out / name, ignore_errors=True)
     for name in ("demo.png", "summary.json"):
         (out / name).unlink(missing_ok=True)
@@ -263,32 +263,28 @@ def main(argv: list[str] | None = None) -> int:
                  "--model-name", model_name)
 
     with stage("5/6 serve and synthesize over gRPC", timings):
-        quiet_tensorflow()  # the client's protos import TensorFlow: as quietly as the commands
-        from serving.client import SpadeClient
-
-        labels, instances, photos = read_scenes(scenes / "held_out", args.held_out)
-        generated, latencies = [], []
+        held_out, synthesized = scenes / "held_out", out / "synthesized"
+        picture = out / "demo.png"
         with running_server(exports, model_name) as address:
-            with SpadeClient(address, model_name, timeout=120.0) as client:
-                for label, instance in zip(labels, instances, strict=True):
-                    begin = time.perf_counter()
-                    generated.append(client.synthesize(label, instance))
-                    latencies.append(time.perf_counter() - begin)
-            print(f"[demo] {len(generated)} held-out label maps synthesized by {address}",
-                  flush=True)
+            run_tool("spade-synthesize", "--server", address, "--model-name", model_name,
+                     "--labels", held_out / "labels", "--instances", held_out / "instances",
+                     "--out", synthesized, "--grid", picture)
+            latencies = request_times(address, model_name, held_out)
 
-    with stage("6/6 picture and measurements", timings):
+    with stage("6/6 measurements", timings):
         import numpy as np
 
+        from spade_tf.evaluation.images import read_image
         from spade_tf.evaluation.synthetic import synthetic_scores
 
-        picture = out / "demo.png"
-        width, height = write_grid(picture, labels, generated, photos)
+        names = sorted(path.name for path in (held_out / "labels").glob("*.png"))
+        labels, photos = read_scenes(held_out, names)
+        generated = [read_image(synthesized / name) for name in names]
         label_stack = np.stack(labels)
         scores = synthetic_scores(np.stack(generated), label_stack)
         ceiling = synthetic_scores(np.stack(photos), label_stack)
         summary = {
-            "picture": str(picture),
+            "picture": str(picture), "images": str(synthesized),
             "synthetic_miou": scores.mean_iou, "synthetic_pixel_accuracy": scores.pixel_accuracy,
             "real_photo_miou": ceiling.mean_iou,
             "median_request_ms": 1000 * float(np.median(latencies[1:] or latencies)),
@@ -296,15 +292,24 @@ def main(argv: list[str] | None = None) -> int:
         }
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
 
+    relative = os.path.relpath(out)
+    from spade_tf.config import load_config
+
+    table = load_config(run / "config.yaml").classes()
+    classes = ", ".join(f"{index} {name}" for index, name in enumerate(table.names))
     print(f"""
 [demo] finished in {summary['total_seconds'] / 60:.1f} min
-[demo] picture: {picture} ({width}x{height}; each row: label | generated | real)
+[demo] images: {synthesized}/; picture: {picture} (each row: label map | generated image)
 [demo] synthetic mIoU of the served images on {len(labels)} held-out label maps: \
 {scores.mean_iou:.3f} (pixel accuracy {scores.pixel_accuracy:.3f}); the real photos score \
 {ceiling.mean_iou:.3f}. Each pixel's class is read back from its colour.
 [demo] median gRPC request (one {args.size}x{args.size} image): \
 {summary['median_request_ms']:.0f} ms
-[demo] model folder {run}, export {exports / model_name}, figures {out / 'summary.json'}""")
+[demo] model folder {run}, export {exports / model_name}, figures {out / 'summary.json'}
+[demo] your own label maps (PNGs of ids {classes}; instance maps beside them):
+         spade-synthesize --model-dir {os.path.join(relative, 'run')} --labels MAPS/ \\
+             --instances INSTANCE_MAPS/ --out images/ --resize back --grid grid.png
+[demo] paint with this model in your browser: make paint (then open http://127.0.0.1:8501/)""")
     return 0
 
 

@@ -28,14 +28,15 @@ from tensorflow_serving.apis import (
 )
 
 from spade_tf import signatures as sig
-from spade_tf.errors import SpadeError
+from spade_tf.errors import SpadeError, readable_tf_message
 
 
 class ServingError(SpadeError):
-    """The server refused or failed a call; ``code`` is the gRPC status code."""
+    """The server refused or failed a call; ``code`` is the gRPC status code, ``message``
+    the server's details as sent, ``str()`` the code and their readable form."""
 
     def __init__(self, code: grpc.StatusCode, message: str):
-        super().__init__(f"{code.name}: {message}")
+        super().__init__(f"{code.name}: {readable_tf_message(message)}")
         self.code = code
         self.message = message
 
@@ -72,16 +73,20 @@ class SpadeClient:
         retries: further attempts after an UNAVAILABLE answer.
         backoff: the first wait between attempts, doubled after each.
         max_message_bytes: the channel's send and receive limits.
+        total_timeout: if given, the most seconds one method may take, retries and their
+            waits included (a command-line tool's promise to its user).
     """
 
     def __init__(self, target: str, model_name: str = "spade", timeout: float = 30.0,
                  retries: int = 3, backoff: float = 0.5,
-                 max_message_bytes: int = sig.MAX_MESSAGE_BYTES):
+                 max_message_bytes: int = sig.MAX_MESSAGE_BYTES,
+                 total_timeout: float | None = None):
         self.target = target
         self.model_name = model_name
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
+        self.total_timeout = total_timeout
         self._channel = grpc.insecure_channel(target, options=[
             ("grpc.max_send_message_length", max_message_bytes),
             ("grpc.max_receive_message_length", max_message_bytes),
@@ -94,14 +99,20 @@ class SpadeClient:
     def _call(self, method, request):
         """One RPC with a deadline, retried on UNAVAILABLE with exponential backoff."""
         attempt = 0
+        deadline = None if self.total_timeout is None else \
+            time.monotonic() + self.total_timeout
         while True:
+            timeout = self.timeout if deadline is None else \
+                max(0.001, min(self.timeout, deadline - time.monotonic()))
             try:
-                return method(request, timeout=self.timeout)
+                return method(request, timeout=timeout)
             except grpc.RpcError as error:
                 code = error.code()
-                if code != grpc.StatusCode.UNAVAILABLE or attempt >= self.retries:
+                wait = self.backoff * 2 ** attempt
+                out_of_time = deadline is not None and time.monotonic() + wait >= deadline
+                if code != grpc.StatusCode.UNAVAILABLE or attempt >= self.retries or out_of_time:
                     raise ServingError(code, error.details() or "") from None
-            time.sleep(self.backoff * 2 ** attempt)
+            time.sleep(wait)
             attempt += 1
 
     def _model_spec(self, version: int | None, signature_name: str = "") -> model_pb2.ModelSpec:

@@ -31,6 +31,7 @@ from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 from tensorflow_serving.apis import get_model_status_pb2, model_pb2, prediction_log_pb2
 
 from spade_tf import signatures as sig
+from spade_tf.errors import readable_tf_message, strip_tf_internals
 
 log = logging.getLogger(__name__)
 
@@ -55,15 +56,6 @@ class RequestError(Exception):
 
 class LoadError(RuntimeError):
     """A version folder could not be loaded or warmed up."""
-
-
-def clean_tf_message(message: str) -> str:
-    """The human part of a TensorFlow runtime error, without node and op trailers."""
-    noise = ("Graph execution error:", "Detected at node", "<stack traces unavailable>")
-    lines = [line for line in message.splitlines()
-             if line.strip() and not line.startswith(noise) and not line.startswith("\t [[")]
-    text = " ".join(line.strip() for line in lines) or message
-    return re.sub(r"\s*\[Op:[^\]]*\]\s*$", "", text).replace("\\'", "'")
 
 
 def _shape_text(dims: Sequence[int]) -> str:
@@ -131,7 +123,8 @@ class ServableVersion:
                 (self.path / SAVED_MODEL_FILE).read_bytes())
             self.loaded = tf.saved_model.load(str(self.path))
         except Exception as error:  # any failure is this version's load failure
-            raise LoadError(f"{self.path}: {type(error).__name__}: {error}") from error
+            detail = readable_tf_message(str(error))[:500]
+            raise LoadError(f"{self.path}: {type(error).__name__}: {detail}") from error
         meta_graph = _select_meta_graph(saved)
         # Only callable signatures (not the "__saved_model_init_op" bookkeeping entry).
         self.signature_defs: dict[str, meta_graph_pb2.SignatureDef] = {
@@ -178,7 +171,7 @@ class ServableVersion:
         except tf.errors.OpError as error:
             # The export's in-graph checks (ids out of range, sizes, batch limit) land here.
             code = _GRPC_CODES.get(error.error_code, grpc.StatusCode.INTERNAL)
-            raise RequestError(code, clean_tf_message(error.message)) from None
+            raise RequestError(code, strip_tf_internals(error.message)) from None
         return name, {alias: result[alias].numpy() for alias in outputs}
 
     @staticmethod
@@ -307,8 +300,7 @@ class ModelManager:
                     return None
                 servable = self._load(version, folder)
                 if servable is not None:
-                    self._swap(servable)
-                    return servable
+                    return servable if self._swap(servable) else None
                 if current is not None:
                     return None
             return None
@@ -334,8 +326,13 @@ class ModelManager:
                  servable.metadata.get("num_classes", "?"), warmed)
         return servable
 
-    def _swap(self, servable: ServableVersion) -> None:
+    def _swap(self, servable: ServableVersion) -> bool:
+        """Serve ``servable`` from now on; False (and nothing changes) once stopped."""
         with self._lock:
+            if self._stop.is_set():  # a load that finished after stop(): never served
+                self._states[servable.version] = VersionState(
+                    State.END, "not served: the server stopped while it was loading")
+                return False
             previous, self._current = self._current, servable
             self._states[servable.version] = VersionState(State.AVAILABLE)
             if previous is not None:
@@ -344,6 +341,7 @@ class ModelManager:
         log.info("serving %s version %d", self.model_name, servable.version)
         if self._on_change is not None:
             self._on_change(servable)
+        return True
 
     def _set_state(self, version: int, state: VersionState) -> None:
         with self._lock:
@@ -362,10 +360,17 @@ class ModelManager:
             except Exception:  # never let the poller die: the next scan may succeed
                 log.exception("polling %s failed", self.base_path)
 
-    def stop(self, timeout: float | None = None) -> None:
-        self._stop.set()
-        if self._thread is not None and timeout != 0:
+    def stop(self, timeout: float | None = None) -> bool:
+        """Stop polling; no version is swapped in after this returns. Waits up to
+        ``timeout`` seconds (None: no bound, 0: none) for a scan or load in progress;
+        returns whether the poll thread has ended."""
+        with self._lock:  # _swap checks the flag under this lock
+            self._stop.set()
+        if self._thread is None:
+            return True
+        if timeout != 0:
             self._thread.join(timeout)
+        return not self._thread.is_alive()
 
     # -- lookups --------------------------------------------------------------------
 

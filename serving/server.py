@@ -36,21 +36,24 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
+from serving.layout import ServerStartError, check_model_base_path
 from serving.model_manager import ModelManager, RequestError, ServableVersion
+from serving.rest import DEFAULT_MAX_BODY_BYTES, RestServer, RestServerError
 from spade_tf import signatures as sig
-from spade_tf.errors import SpadeError
+from spade_tf.errors import strip_tf_internals
 
 log = logging.getLogger(__name__)
 
 PREDICTION_SERVICE = "tensorflow.serving.PredictionService"
 MODEL_SERVICE = "tensorflow.serving.ModelService"
 DEFAULT_WORKERS = 8
+# The painter page, served at / of the REST port.
+PAINTER = Path(__file__).resolve().parent / "painter"
 
 T = TypeVar("T")
-
-
-class ServerStartError(SpadeError, RuntimeError):
-    """The server cannot start (no model base path, port taken, first load failed)."""
+# The longest stop() waits for a version load in progress (a load finishing later is
+# dropped, never swapped in).
+POLL_STOP_SECONDS = 5.0
 
 
 def _answer(context: grpc.ServicerContext, handler: Callable[[], T]) -> T:
@@ -61,7 +64,8 @@ def _answer(context: grpc.ServicerContext, handler: Callable[[], T]) -> T:
         code, message = error.code, error.message
     except Exception as error:  # one request's bug must not take the server down
         log.exception("request failed")
-        code, message = grpc.StatusCode.INTERNAL, f"{type(error).__name__}: {error}"
+        code = grpc.StatusCode.INTERNAL
+        message = f"{type(error).__name__}: {strip_tf_internals(str(error))}"
     context.abort(code, message)  # raises
 
 
@@ -152,13 +156,20 @@ class SpadeServer:
         poll_seconds: how often to look for new versions (0: never).
         workers: requests served at once (a thread pool).
         max_message_bytes: gRPC send and receive limit, and the largest input accepted.
+        rest_port: TF Serving's REST API on this port too (0 picks a free one; None: off),
+            with the painter page (``static_dir``) at ``/``.
+        cors_origin: an origin allowed to call the REST API from another site's page.
+        max_body_bytes: the largest REST request body, refused before it is read.
     """
 
     def __init__(self, model_base_path: str | os.PathLike, model_name: str = "spade",
                  port: int = sig.DEFAULT_GRPC_PORT, host: str = sig.DEFAULT_HOST,
                  poll_seconds: float = 2.0,
                  workers: int = DEFAULT_WORKERS,
-                 max_message_bytes: int = sig.MAX_MESSAGE_BYTES):
+                 max_message_bytes: int = sig.MAX_MESSAGE_BYTES,
+                 rest_port: int | None = None, static_dir: str | os.PathLike | None = PAINTER,
+                 cors_origin: str | None = None,
+                 max_body_bytes: int = DEFAULT_MAX_BODY_BYTES):
         if workers < 1:
             raise ValueError(f"workers={workers}: expected at least 1")
         self.model_base_path = Path(model_base_path)
@@ -173,6 +184,10 @@ class SpadeServer:
                                     on_change=self._version_changed)
         self._server: grpc.Server | None = None
         self._stopped = threading.Event()
+        # TF Serving's REST API (and the painter page at /) beside gRPC; None: off.
+        self.rest = None if rest_port is None else RestServer(
+            self.manager, host=host, port=rest_port, max_body_bytes=max_body_bytes,
+            static_dir=static_dir, cors_origin=cors_origin, workers=workers)
 
     @property
     def address(self) -> str:
@@ -191,15 +206,21 @@ class SpadeServer:
         """
         if self._server is not None:
             raise ServerStartError("this server was started already")
-        if not self.model_base_path.is_dir():
-            raise ServerStartError(
-                f"model base path {self.model_base_path} is not a folder: expected "
-                "<export_base>/<model_name> as written by spade-export")
+        check_model_base_path(self.model_base_path, self.model_name)
         server = self._build_grpc_server()
         try:
             self.port = server.add_insecure_port(self.address)
-        except RuntimeError as error:
-            raise ServerStartError(f"cannot listen on {self.address}: {error}") from None
+        except RuntimeError:  # gRPC says only "Failed to bind to address ..."
+            raise ServerStartError(
+                f"cannot listen on {self.address}: the port is in use (another spade-serve or "
+                "TF Serving?) or the host is not an address of this machine; stop the other "
+                "server or choose another --port (0 picks a free one).") from None
+        if self.rest is not None:
+            try:  # before loading: a taken REST port fails at once too
+                self.rest.bind()
+            except RestServerError as error:
+                server.stop(None)
+                raise ServerStartError(str(error)) from None
         for service in ("", PREDICTION_SERVICE, MODEL_SERVICE):
             self.health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
         self.manager.poll()  # like TF Serving: load first, then answer
@@ -208,11 +229,17 @@ class SpadeServer:
             failed = {version: state.error for version, state in states.items() if state.error}
             if failed:
                 server.stop(None)
+                if self.rest is not None:
+                    self.rest.stop()
                 version = max(failed)
-                raise ServerStartError(f"could not load version {version}: {failed[version]}")
+                raise ServerStartError(
+                    f"could not load version {version}: {failed[version]}; export it again "
+                    "(spade-export) or remove it.")
             log.warning("no version of %s under %s yet; waiting for one", self.model_name,
                         self.model_base_path)
         server.start()
+        if self.rest is not None:
+            self.rest.start()
         self._server = server
         self.manager.start_polling()
         current = self.manager.current
@@ -242,7 +269,10 @@ class SpadeServer:
         Returns an event set once the server has stopped; calling it again is harmless.
         """
         self.health.enter_graceful_shutdown()  # health checks answer NOT_SERVING from now
-        self.manager.stop(timeout=0)
+        if self.rest is not None:
+            self.rest.stop(timeout=grace or 1.0)  # bounded; in-flight requests finish
+        # Waits for a load in progress (bounded); one finishing later is not swapped in.
+        self.manager.stop(timeout=POLL_STOP_SECONDS)
         if self._server is None:
             self._stopped.set()
             return self._stopped

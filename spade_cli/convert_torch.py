@@ -7,6 +7,7 @@ import sys
 
 from spade_cli.app import new_parser, run
 from spade_tf.config import add_override_argument
+from spade_tf.errors import Interrupted
 
 EXAMPLE = """example:
   spade-convert-torch --config configs/ade20k.yaml \\
@@ -41,11 +42,16 @@ def convert_command(args: argparse.Namespace) -> None:
 
     config = load_config(args.config, args.set)
     print(f"converting into {args.out} ...", file=sys.stderr, flush=True)
-    out = convert_reference_checkpoints(
-        config, args.out, generator=args.generator, encoder=args.encoder,
-        discriminator=args.discriminator, config_name=args.config,
-        overwrite=args.overwrite, progress=_print_progress,
-    )
+    try:
+        out = convert_reference_checkpoints(
+            config, args.out, generator=args.generator, encoder=args.encoder,
+            discriminator=args.discriminator, config_name=args.config,
+            overwrite=args.overwrite, progress=_print_progress,
+        )
+    except KeyboardInterrupt:
+        # The model folder is written in a staging folder and renamed at the end.
+        raise Interrupted(f"interrupted; {args.out} was not written or changed: run the "
+                          "same command again") from None
     print(f"wrote {out} (config.yaml + .keras networks)")
 
 

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from spade_cli.app import new_parser, run
+from spade_cli.app import UsageError, new_parser, run
 from spade_tf.config import PRECISION_HELP, PRECISIONS
 
 PROG = "spade-eval"
@@ -114,8 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
 def _write_json(path: str | None, command: str, values: dict) -> None:
     if path:
         target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(json.dumps({"command": command, **values}, indent=2) + "\n")
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(json.dumps({"command": command, **values}, indent=2) + "\n")
+        except OSError as error:  # the scores are printed already: say only what failed
+            raise UsageError(f"cannot write --json {target}: {error.strerror or error}."
+                             ) from None
 
 
 def _run_fid(args, progress) -> None:

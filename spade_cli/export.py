@@ -28,6 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="largest style image in pixels (default: export.max_pixels)")
     parser.add_argument("--precision", choices=PRECISIONS,
                         help=f"{PRECISION_HELP} (default: export.precision, float32)")
+    parser.add_argument("--checkpoint", metavar="latest|STEP",
+                        help="export a training checkpoint of --model-dir/checkpoints instead "
+                             "of the last finished epoch's networks")
     parser.add_argument("--no-warmup", action="store_true",
                         help="do not write assets.extra/tf_serving_warmup_requests")
     return parser
@@ -39,8 +42,10 @@ def export_command(args: argparse.Namespace) -> None:
     path = export_model(args.model_dir, args.export_base, args.model_name,
                         version=args.version, max_batch_size=args.max_batch_size,
                         max_pixels=args.max_pixels, warmup=not args.no_warmup,
-                        precision=args.precision)
+                        precision=args.precision, checkpoint=args.checkpoint)
     print(f"exported {path}")
+    print(f"serve it with: spade-serve --model-base-path {path.parent} --model-name "
+          f"{args.model_name}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,63 +1,315 @@
-"""``spade-synthesize``: one image from a label map with a served model (gRPC)."""
+"""``spade-synthesize``: label maps in, images out, from a model folder, an export or a server.
+
+One process for any number of files: the model is loaded (or the server reached) once,
+maps are batched, images are written atomically and named after their maps.
+"""
 
 from __future__ import annotations
 
 import argparse
-import os
+import sys
+import time
 from pathlib import Path
 
 from spade_cli.app import UsageError, new_parser, run
+from spade_tf import signatures as sig
 
-SYNTHESIZE_EXAMPLE = """example:
-  spade-synthesize --server 127.0.0.1:8500 --label label.png --instance inst.png \\
+EXAMPLES = """examples:
+  spade-synthesize --model-dir runs/ade20k --labels maps/ --out images/
+  spade-synthesize --export exports/spade/3 --labels maps/ --out images/ --grid grid.png
+  spade-synthesize --server 127.0.0.1:8500 --labels label.png --instances inst.png \\
       --seed 3 --out out.png
-label and instance maps are single-channel PNGs of ids (8- or 16-bit, or palette)."""
+  spade-synthesize --model-dir runs/demo --labels maps/ --instances insts/ --out images/ \\
+      --resize back --html
+Label and instance maps are single-channel PNGs of class ids (8- or 16-bit grayscale, or
+palette), the ids of the model's dataset; outputs keep the maps' relative names."""
+PROGRESS_SECONDS = 2.0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = new_parser("spade-synthesize", "Synthesize one image with a served model.",
-                        SYNTHESIZE_EXAMPLE)
-    parser.add_argument("--server", required=True, help="HOST:PORT of spade-serve or TF Serving")
-    parser.add_argument("--label", required=True, help="label map PNG (class ids)")
-    parser.add_argument("--instance", help="instance map PNG (models with instance edges)")
+    parser = new_parser("spade-synthesize",
+                        "Synthesize images from label maps with a model folder, an exported "
+                        "SavedModel or a running server.", EXAMPLES)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model-dir", help="a model folder (spade-train, spade-convert-torch)")
+    source.add_argument("--export", metavar="VERSION_DIR",
+                        help="an exported version folder, e.g. exports/spade/3")
+    source.add_argument("--server", metavar="HOST:PORT", help="spade-serve or TF Serving (gRPC)")
+    parser.add_argument("--checkpoint", metavar="latest|STEP",
+                        help="with --model-dir: a training checkpoint's weights instead of the "
+                             "last finished epoch's networks")
+    parser.add_argument("--labels", "--label", required=True, dest="labels",
+                        help="a label map, or a folder of them (searched recursively)")
+    parser.add_argument("--instances", "--instance", dest="instances",
+                        help="the matching instance map(s), for models with instance edges")
+    parser.add_argument("--out", required=True,
+                        help="folder for the images (or, for one --labels file, an image file "
+                             "ending in .png)")
     style = parser.add_mutually_exclusive_group()
-    style.add_argument("--style", help="photo whose style to copy (VAE models)")
-    style.add_argument("--seed", type=int, help="style seed, for reproducible images (VAE)")
-    parser.add_argument("--model-name", default="spade", help="served model name (spade)")
-    parser.add_argument("--version", type=int, help="model version (default: the served one)")
-    parser.add_argument("--timeout", type=float, default=60.0, help="seconds per call (60)")
-    parser.add_argument("--out", required=True, help="output image (PNG)")
+    style.add_argument("--style", help="a photo whose style to copy (VAE models)")
+    style.add_argument("--seed", type=int, help="a style seed, for reproducible images (VAE)")
+    parser.add_argument("--batch-size", type=int,
+                        help="maps per call (default: the model's export.max_batch_size)")
+    parser.add_argument("--resize", choices=("model", "back"),
+                        help="maps of another size: resize them to the model's (nearest, ids "
+                             "kept); 'back' writes each image at its map's size (bicubic)")
+    parser.add_argument("--grid", metavar="PNG",
+                        help="also write a contact sheet: label map | image, a row per map")
+    parser.add_argument("--html", action="store_true",
+                        help="also write OUT/index.html (label map and image side by side)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace existing images in --out (kept by default)")
+    parser.add_argument("--skip-bad", action="store_true",
+                        help="skip unusable maps (listed at the end) instead of stopping")
+    parser.add_argument("--allow-lossy", action="store_true",
+                        help="accept JPEG maps (their compression changes ids at region edges)")
+    parser.add_argument("--model-name", default="spade",
+                        help="with --server: the served model's name (spade)")
+    parser.add_argument("--version", type=int,
+                        help="with --server: a model version (default: the served one)")
+    parser.add_argument("--timeout", type=float, default=60.0,
+                        help="with --server: seconds per call, retries included (60)")
     return parser
 
 
-def read_photo(path: str | os.PathLike):
-    """A photo as RGB uint8 [H, W, 3]."""
-    import numpy as np
-    from PIL import Image
-
-    try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"), dtype=np.uint8)
-    except (OSError, ValueError) as error:  # Pillow's UnidentifiedImageError is an OSError
-        raise UsageError(f"the style photo {path} cannot be read: {error}") from None
+# -- the server back end ---------------------------------------------------------------------
 
 
-def synthesize_command(args: argparse.Namespace) -> None:
-    from PIL import Image
+class ServerBackend:
+    """A served model (spade-serve or TF Serving) as a synthesis back end."""
 
-    from serving.client import SpadeClient
-    from spade_tf.label_maps import read_id_map
+    def __init__(self, client, version: int | None):
+        import json
 
-    labels = read_id_map(args.label)
-    instances = read_id_map(args.instance, "instance map") if args.instance else None
-    style = read_photo(args.style) if args.style else None
-    with SpadeClient(args.server, args.model_name, timeout=args.timeout) as client:
-        image = client.synthesize(labels, instances, seed=args.seed, style_image=style,
-                                  version=args.version)
+        import numpy as np
+
+        from spade_tf.synthesis import ModelInfo
+
+        self._client, self._version = client, version
+        answer = client.predict({sig.MODEL_INFO_REQUEST: np.zeros(1, np.int32)},
+                                sig.MODEL_INFO_SIGNATURE, version)
+        metadata = json.loads(answer.outputs[sig.METADATA_JSON].item())
+        self.info = ModelInfo.from_metadata(metadata)
+
+    def synthesize(self, labels, instances, seed, style):
+        images = self._client.synthesize(labels, instances, seed=seed, style_image=style,
+                                         version=self._version)
+        return images if images.ndim == 4 else images[None]
+
+
+def _served_error(error, args: argparse.Namespace) -> UsageError:
+    """A refusal of the server, with what to do for the usual causes."""
+    import grpc
+
+    code, text = error.code, str(error)
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return UsageError(f"no server answers at {args.server} ({text}); start one (spade-serve "
+                          "--model-base-path exports/spade) or check --server.")
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return UsageError(f"no answer from {args.server} within --timeout {args.timeout:g} s "
+                          f"({text}); check --server, or allow more time.")
+    hints = [(f'"{sig.MODEL_INFO_SIGNATURE}" not found', "the model was exported by an older "
+              "spade-export without it: export it again, or use --export with its folder"),
+             (f"missing ['{sig.INSTANCE_IDS}']", "this model uses instance maps: add --instances"),
+             (f"not in the signature ['{sig.INSTANCE_IDS}']",
+              "this model takes no instance map: drop --instances"),
+             (f'"{sig.SEEDED_SIGNATURE}" not found', "this model has no style input (not a VAE "
+              "model): drop --seed"),
+             (f'"{sig.STYLE_SIGNATURE}" not found', "this model has no style input (not a VAE "
+              "model): drop --style")]
+    for words, hint in hints:
+        if words in error.message:
+            return UsageError(f"{text} ({hint})")
+    return UsageError(text)
+
+
+# -- checks that need no model ---------------------------------------------------------------
+
+
+def _check_arguments(args: argparse.Namespace) -> None:
+    if args.server is not None:
+        host, _, port = args.server.rpartition(":")
+        if not host or not port.isdigit():
+            raise UsageError(f"--server {args.server}: expected HOST:PORT, e.g. 127.0.0.1:8500.")
+        if not args.timeout > 0:
+            raise UsageError(f"--timeout {args.timeout}: expected a positive number of seconds.")
+        if args.version is not None and args.version < 1:
+            raise UsageError(f"--version {args.version}: versions are positive integers.")
+    elif args.version is not None:
+        raise UsageError("--version picks a served version: it goes with --server (for an "
+                         "export, give its version folder to --export).")
+    if args.checkpoint is not None and args.model_dir is None:
+        raise UsageError("--checkpoint picks a training checkpoint of a model folder: it goes "
+                         "with --model-dir.")
+    if args.batch_size is not None and args.batch_size < 1:
+        raise UsageError(f"--batch-size {args.batch_size}: expected a positive number of maps.")
+    if not Path(args.labels).exists():
+        raise UsageError(f"--labels {args.labels} does not exist.")
+    if args.instances is not None and not Path(args.instances).exists():
+        raise UsageError(f"--instances {args.instances} does not exist.")
+    if args.grid is not None and Path(args.grid).suffix.lower() != ".png":
+        raise UsageError(f"--grid {args.grid}: the contact sheet is a PNG; end the name with "
+                         ".png.")
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(image).save(out)
-    print(f"wrote {out} ({image.shape[1]}x{image.shape[0]})")
+    if Path(args.labels).is_file():  # one map -> one named image file
+        if out.is_dir():
+            raise UsageError(f"--out {out} is a folder: give the image file to write, e.g. "
+                             f"{out / (Path(args.labels).stem + '.png')} (a folder of maps in "
+                             "--labels writes a folder of images).")
+        if out.suffix.lower() != ".png":
+            from PIL import Image
+
+            Image.init()
+            kind = ("images are written as PNG (lossless)"
+                    if out.suffix.lower() in Image.registered_extensions()
+                    else f"unknown image type {out.suffix or '(no extension)'!r}")
+            raise UsageError(f"--out {out}: {kind}; end the name with .png.")
+        inputs = [Path(args.labels)] + ([Path(args.instances)] if args.instances else [])
+        if any(out.resolve() == path.resolve() for path in inputs):
+            raise UsageError(f"--out {out} is one of the input maps: give another file name.")
+    elif out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file: --labels is a folder, so give a folder for "
+                         "the images.")
+    elif out.resolve().is_relative_to(Path(args.labels).resolve()):
+        raise UsageError(f"--out {out} is inside --labels {args.labels}: the images would be "
+                         "read as label maps next time; give a folder outside it.")
+    for parent in out.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UsageError(f"--out {out}: {parent} is a file, not a folder.")
+            break
+
+
+def _backend(args: argparse.Namespace, stack):
+    from spade_tf.synthesis import ModelFolderBackend, SavedModelBackend
+
+    if args.model_dir is not None:
+        return ModelFolderBackend(args.model_dir, checkpoint=args.checkpoint)
+    if args.export is not None:
+        return SavedModelBackend(args.export)
+    from serving.client import ServingError, SpadeClient
+
+    client = stack.enter_context(SpadeClient(args.server, args.model_name, timeout=args.timeout,
+                                             total_timeout=args.timeout))
+    try:
+        return ServerBackend(client, args.version)
+    except ServingError as error:
+        raise _served_error(error, args) from None
+
+
+class _Progress:
+    """``synthesized 12/40 (3.1 images/s)`` on stderr: one updated line on a terminal, a line
+    every few seconds otherwise."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self.last = 0.0
+
+    def __call__(self, done: int, total: int, seconds: float) -> None:
+        now = time.monotonic()
+        if done < total and now - self.last < (0.2 if self.tty else PROGRESS_SECONDS):
+            return
+        self.last = now
+        rate = done / seconds if seconds > 0 else 0.0
+        line = f"synthesized {done}/{total} ({rate:.1f} images/s)"
+        end = "\n" if not self.tty or done == total else ""
+        print(("\r" if self.tty else "") + line, end=end, file=sys.stderr, flush=True)
+
+
+def _pictures(args: argparse.Namespace, summary, classes, out: Path) -> list[str]:
+    """The contact sheet and the index page, when asked; returns what was written."""
+    from spade_tf.synthesis import write_png_atomic
+    from spade_tf.visualize import MAX_SHEET_ROWS, contact_sheet, write_index_html
+
+    written = [result for result in summary.results if result.status == "written"]
+    notes = []
+    if args.grid and written:
+        rows = [[classes.colorize(result.labels), result.image]
+                for result in written[:MAX_SHEET_ROWS]]
+        write_png_atomic(Path(args.grid), contact_sheet(rows))
+        more = f", first {MAX_SHEET_ROWS} of {len(written)}" if len(written) > MAX_SHEET_ROWS \
+            else ""
+        notes.append(f"contact sheet {args.grid} (label | image{more})")
+    if args.html and written:
+        files = out / "index_files"
+        rows = []
+        for result in written:
+            label_png = files / f"{result.item.name}.label.png"
+            write_png_atomic(label_png, classes.colorize(result.labels))
+            rows.append((result.item.name, [label_png, result.output]))
+        page = write_index_html(out / "index.html", f"spade-synthesize: {out.name}",
+                                ["label map", "image"], rows,
+                                note=f"{len(written)} images; label maps in the model's class "
+                                     "colours.")
+        notes.append(f"index page {page}")
+    return notes
+
+
+def _size_text(path: Path) -> str:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return f"{image.width}x{image.height}"
+
+
+def synthesize_command(args: argparse.Namespace) -> int:
+    import contextlib
+
+    from serving.client import ServingError
+    from spade_tf.synthesis import (
+        MapFile,
+        list_map_files,
+        read_maps,
+        read_style_photo,
+        synthesize_files,
+    )
+
+    _check_arguments(args)
+    style = read_style_photo(args.style) if args.style else None
+    # The files' own mistakes show before any model loads or server is asked.
+    items = list_map_files(args.labels, args.instances, args.instances is not None)
+    read_maps(items[0], args.allow_lossy)
+    single = Path(args.labels).is_file()
+    out = Path(args.out).parent if single else Path(args.out)
+    with contextlib.ExitStack() as stack:
+        backend = _backend(args, stack)
+        info = backend.info
+        items = list_map_files(args.labels, args.instances, info.use_instance_edges)
+        if single:  # the named file is replaced: the user named it
+            items = [MapFile(Path(args.out).stem, items[0].label, items[0].instance)]
+        keep = -1 if args.html else (16 if args.grid else 0)
+        try:
+            summary = synthesize_files(
+                backend, items, out, batch_size=args.batch_size, resize=args.resize,
+                seed=args.seed, style=style, overwrite=args.overwrite or single,
+                skip_bad=args.skip_bad, allow_lossy=args.allow_lossy, keep_arrays=keep,
+                progress=None if single else _Progress())
+        except ServingError as error:
+            raise _served_error(error, args) from None
+        except OSError as error:
+            raise UsageError(f"cannot write under {out}: {error.strerror or error}.") from None
+        notes = _pictures(args, summary, info.classes, out)
+    if single:
+        print(f"wrote {args.out} ({_size_text(Path(args.out))})")
+        for note in notes:
+            print(f"wrote {note}")
+        return 0
+    written, kept = summary.count("written"), summary.count("kept")
+    skipped = [result for result in summary.results if result.status == "skipped"]
+    print(f"wrote {written} image{'s' if written != 1 else ''} to {out}"
+          + (f" in {summary.seconds:.1f} s" if written else ""))
+    if kept:
+        print(f"kept {kept} existing image{'s' if kept != 1 else ''} (--overwrite replaces "
+              "them)")
+    for note in notes:
+        print(f"wrote {note}")
+    for result in skipped:
+        print(f"skipped {result.item.label}: {result.problem}", file=sys.stderr)
+    if skipped:
+        print(f"spade-synthesize: skipped {len(skipped)} unusable map"
+              f"{'s' if len(skipped) != 1 else ''} (listed above)", file=sys.stderr)
+        return 1
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,9 +9,12 @@ Subcommands:
 from __future__ import annotations
 
 import argparse
+import re
 import sys
+from collections.abc import Callable
 
-from spade_cli.app import new_parser, run
+from spade_cli.app import UsageError, new_parser, run
+from spade_tf.errors import Interrupted
 from tfrecords_tools import datasets
 
 EXAMPLES = """examples:
@@ -21,6 +24,23 @@ EXAMPLES = """examples:
       --num-classes 20 --dontcare-label 255 --out tfrecords/mine
   spade-tfrecords inspect tfrecords/mine
   spade-tfrecords synthetic --out data/synthetic --num 200 --size 128"""
+
+
+def _positive(what: str) -> Callable[[str], int]:
+    """An argparse type: a whole number >= 1 (leave the option out for the default)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number of {what}, got "
+                                             f"{text!r}") from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"expected at least 1 {what[:-1]}, got {value} "
+                                             "(leave the option out for the default)")
+        return value
+
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,15 +61,16 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--no-instances", action="store_true",
                          help="coco_stuff: ignore the instance maps")
     convert.add_argument("--out", required=True, help="folder for the shards")
-    convert.add_argument("--num-shards", type=int, default=0,
+    convert.add_argument("--num-shards", type=_positive("shards"),
                          help="number of shards (default: about 100 examples each)")
-    convert.add_argument("--workers", type=int, default=0,
+    convert.add_argument("--workers", type=_positive("workers"),
                          help="worker processes (default: one per CPU core)")
     convert.add_argument("--skip-bad", action="store_true",
                          help="leave unusable pairs out (listed in the manifest) instead "
                               "of stopping")
     convert.add_argument("--overwrite", action="store_true",
-                         help="replace an existing conversion in --out")
+                         help="replace an earlier conversion in --out (kept until the new "
+                              "one is complete)")
 
     inspect = commands.add_parser("inspect", help="summarize and check a converted dataset")
     inspect.add_argument("folder")
@@ -62,7 +83,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Which options each mode reads; any other given option would be silently ignored.
+MODE_OPTIONS = {
+    "folders": ("--images", "--labels", "--instances", "--num-classes", "--dontcare-label"),
+    "cityscapes": ("--root",),
+    "ade20k": ("--root",),
+    "coco_stuff": ("--root", "--no-instances"),
+}
+MODE_ONLY = {"--root": "root", "--images": "images", "--labels": "labels",
+             "--instances": "instances", "--num-classes": "num_classes",
+             "--dontcare-label": "dontcare_label", "--no-instances": "no_instances"}
+
+
+def _check_mode_options(args: argparse.Namespace) -> None:
+    allowed = MODE_OPTIONS[args.dataset]
+    unused = [flag for flag, dest in MODE_ONLY.items()
+              if flag not in allowed and getattr(args, dest) not in (None, False)]
+    if unused:
+        takes = ", ".join(allowed)
+        raise UsageError(f"--dataset {args.dataset} does not use {', '.join(unused)} (it takes "
+                         f"{takes}, --split and --out).")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", args.split):
+        raise UsageError(f"--split {args.split!r}: expected a plain name such as train or val "
+                         "(it names the shards).")
+
+
 def _listing(args: argparse.Namespace) -> datasets.DatasetListing:
+    _check_mode_options(args)
     if args.dataset == "folders":
         missing = [flag for flag, value in (("--images", args.images), ("--labels", args.labels),
                                             ("--num-classes", args.num_classes)) if value is None]
@@ -72,7 +119,8 @@ def _listing(args: argparse.Namespace) -> datasets.DatasetListing:
                                      instances=args.instances,
                                      dontcare_label=args.dontcare_label, split=args.split)
     if args.root is None:
-        raise datasets.DatasetLayoutError(f"--dataset {args.dataset} needs --root.")
+        raise datasets.DatasetLayoutError(
+            f"--dataset {args.dataset} needs --root, the folder that holds the dataset.")
     if args.dataset == "cityscapes":
         return datasets.list_cityscapes(args.root, args.split)
     if args.dataset == "ade20k":
@@ -80,31 +128,65 @@ def _listing(args: argparse.Namespace) -> datasets.DatasetListing:
     return datasets.list_coco_stuff(args.root, args.split, use_instances=not args.no_instances)
 
 
+def _convert(args: argparse.Namespace) -> int:
+    from tfrecords_tools.convert import ConversionFailed, ConversionInterrupted, convert_listing
+
+    try:
+        convert_listing(_listing(args), args.out, num_shards=args.num_shards or 0,
+                        workers=args.workers or 0, skip_bad=args.skip_bad,
+                        overwrite=args.overwrite)
+    except ConversionInterrupted as stop:
+        raise Interrupted(str(stop)) from None
+    except ConversionFailed as error:
+        if not error.details:
+            raise
+        # The bad pairs one per line, then the error itself as the last line.
+        print("\n".join(error.details), file=sys.stderr)
+        raise ConversionFailed(error.short) from None
+    return 0
+
+
+def _synthetic(args: argparse.Namespace) -> int:
+    from tfrecords_tools import synthetic
+
+    if args.num < 1:
+        raise UsageError(f"--num {args.num}: expected a positive number of scenes.")
+    if args.size < 16 or args.size % 8:
+        raise UsageError(f"--size {args.size}: expected a multiple of 8, at least 16 "
+                         "(e.g. 128).")
+    if args.seed < 0:
+        raise UsageError(f"--seed {args.seed}: expected 0 or more.")
+    synthetic.check_out_dir(args.out, "--out")
+    written = 0
+
+    def progress(done: int, total: int) -> None:
+        nonlocal written
+        written = done
+        if done == total or done % max(1, total // 10) == 0:
+            print(f"scenes: {done}/{total}", file=sys.stderr, flush=True)
+
+    try:
+        path = synthetic.write_dataset(args.out, args.num, size=args.size, seed=args.seed,
+                                       progress=progress)
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted after {written} of {args.num} scenes; run the same "
+                          f"command to write {args.out} again") from None
+    print(f"wrote {args.num} scenes to {path} ({synthetic.NUM_CLASSES} classes; convert with "
+          f"--dataset folders --images {path}/images --labels {path}/labels "
+          f"--instances {path}/instances --num-classes {synthetic.NUM_CLASSES})")
+    return 0
+
+
 def tfrecords_command(args: argparse.Namespace) -> int | None:
     if args.command == "convert":
-        from tfrecords_tools.convert import convert_listing
-
-        convert_listing(_listing(args), args.out, num_shards=args.num_shards,
-                        workers=args.workers, skip_bad=args.skip_bad, overwrite=args.overwrite)
-        return 0
+        return _convert(args)
     if args.command == "inspect":
         from tfrecords_tools.inspect import inspect_dataset
 
         manifest, report = inspect_dataset(args.folder)
         print(report.format(manifest))
         return 1 if report.problems else 0
-    from tfrecords_tools import synthetic
-
-    def progress(done: int, total: int) -> None:
-        if done == total or done % max(1, total // 10) == 0:
-            print(f"scenes: {done}/{total}", file=sys.stderr, flush=True)
-
-    path = synthetic.write_dataset(args.out, args.num, size=args.size, seed=args.seed,
-                                   progress=progress)
-    print(f"wrote {args.num} scenes to {path} ({synthetic.NUM_CLASSES} classes; convert with "
-          f"--dataset folders --images {path}/images --labels {path}/labels "
-          f"--instances {path}/instances --num-classes {synthetic.NUM_CLASSES})")
-    return 0
+    return _synthetic(args)
 
 
 def main(argv: list[str] | None = None) -> int:

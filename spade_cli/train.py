@@ -12,9 +12,23 @@ EXAMPLES = """examples:
   spade-train --config configs/ade20k.yaml --data tfrecords/ade20k_train --model-dir runs/ade20k
   spade-train --config configs/demo.yaml --data tfrecords/demo --model-dir runs/demo \\
       --cpu-replicas 2 --set train.epochs=3
-Run the same command again to resume from the latest checkpoint in --model-dir.
+Run the same command again to resume from the latest checkpoint in --model-dir;
+Ctrl-C (or SIGTERM) saves a checkpoint at the current step first.
 Several hosts: start the same command on every host with TF_CONFIG describing the
 cluster (see README, "Training")."""
+
+
+def replica_count(text: str) -> int:
+    """``--cpu-replicas``: 0 (no split) or a positive count."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a replica count: expected 0 (no split) or a positive number "
+            "such as 2")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--strategy", default="auto", choices=STRATEGIES,
                         help="auto: multi_worker with TF_CONFIG, mirrored over several GPUs, "
                              "else one device")
-    parser.add_argument("--cpu-replicas", type=int, default=0,
+    parser.add_argument("--cpu-replicas", type=replica_count, default=0, metavar="N",
                         help="split the CPU into N logical devices and mirror over them "
                              "(machines without GPUs)")
     parser.add_argument("--verbose", default="auto", choices=("auto", "0", "1", "2"),
@@ -36,19 +50,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def report(message: str) -> None:
+    print(f"spade-train: {message}", file=sys.stderr, flush=True)
+
+
 def train_command(args: argparse.Namespace) -> None:
     from spade_tf.config import load_config
 
     config = load_config(args.config, args.set)
-    from spade_tf.training import choose_strategy, train
+    from spade_tf.training.train import check_batch_split, choose_strategy, train
 
+    if args.cpu_replicas > 1:  # before TensorFlow splits the CPU
+        check_batch_split(config.train.batch_size, args.cpu_replicas,
+                          f"--cpu-replicas {args.cpu_replicas}")
     strategy = choose_strategy(args.strategy, args.cpu_replicas)
-    print(f"spade-train: {type(strategy).__name__} with {strategy.num_replicas_in_sync} "
-          f"replica(s); global batch {config.train.batch_size}", file=sys.stderr)
     verbose = args.verbose if args.verbose == "auto" else int(args.verbose)
-    summary = train(config, args.data, args.model_dir, strategy=strategy, verbose=verbose)
-    print(f"spade-train: step {summary['final_step']} of "
-          f"{summary['epochs'] * summary['steps_per_epoch']} (started at "
+    summary = train(config, args.data, args.model_dir, strategy=strategy, verbose=verbose,
+                    report=report)
+    total = summary["epochs"] * summary["steps_per_epoch"]
+    if summary["finished"]:
+        print(f"spade-train: {args.model_dir} is finished (step {summary['final_step']} of "
+              f"{total}): nothing to do; raise train.epochs to train longer.")
+        return
+    print(f"spade-train: step {summary['final_step']} of {total} (started at "
           f"{summary['start_step']}); model folder {args.model_dir}")
 
 

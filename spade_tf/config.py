@@ -27,6 +27,11 @@ from spade_tf.geometry import NORM_TYPES, generator_geometry
 
 PREPROCESS_MODES = ("resize_and_crop", "fixed", "scale_width_and_crop", "none")
 GAN_MODES = ("hinge", "least_squares", "original", "wasserstein")
+# "torch_adam": torch.optim.Adam's update (the reference's); "keras_adam": keras's Adam.
+OPTIMIZERS = ("torch_adam", "keras_adam")
+# The KL term over a batch: the mean over the global batch (independent of how the batch is
+# split), or the reference's sum over each replica's examples (grows with the per-GPU batch).
+KL_REDUCTIONS = ("global_mean", "per_replica_sum")
 # How spade-train places the work: see spade_tf.training.choose_strategy.
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
 
@@ -86,6 +91,10 @@ class ModelConfig:
     disc_layers: int = 4
     encoder_filters: int = 64
     encoder_input_size: int = 256
+    # Names and colours of the classes: "ade20k", "coco_stuff", "cityscapes", "synthetic",
+    # a class file's path, or "" (numbered classes, generated colours): spade_tf.classes.
+    # Presentation only: two configs that differ here describe the same network.
+    classes: str = dataclasses.field(default="", compare=False)
 
     def __post_init__(self) -> None:
         _require(self.num_classes >= 1, "model.num_classes", self.num_classes,
@@ -161,10 +170,14 @@ class TrainConfig:
     feature_matching_weight: float = 10.0
     vgg_weight: float = 10.0
     kl_weight: float = 0.05
+    kl_reduction: str = "global_mean"
+    optimizer: str = "torch_adam"
     vgg_weights_path: str = ""
     mixed_precision: str = "float32"
     jit_compile: bool = False
     checkpoint_every_steps: int = 1000
+    # A PNG grid label | generated | real in <model-dir>/samples every N epochs (0: never).
+    sample_every_epochs: int = 1
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -175,6 +188,10 @@ class TrainConfig:
                  self.decay_epochs, f"0..train.epochs ({self.epochs})")
         _require(self.gan_mode in GAN_MODES, "train.gan_mode", self.gan_mode,
                  f"one of {list(GAN_MODES)}")
+        _require(self.kl_reduction in KL_REDUCTIONS, "train.kl_reduction", self.kl_reduction,
+                 f"one of {list(KL_REDUCTIONS)}")
+        _require(self.optimizer in OPTIMIZERS, "train.optimizer", self.optimizer,
+                 f"one of {list(OPTIMIZERS)}")
         _require(self.mixed_precision in ("float32", "mixed_float16", "mixed_bfloat16"),
                  "train.mixed_precision", self.mixed_precision,
                  "'float32', 'mixed_float16' or 'mixed_bfloat16'")
@@ -184,6 +201,8 @@ class TrainConfig:
             _require(value >= 0, f"train.{key}", value, "a non-negative number")
         _require(self.checkpoint_every_steps >= 1, "train.checkpoint_every_steps",
                  self.checkpoint_every_steps, "a positive step count")
+        _require(self.sample_every_epochs >= 0, "train.sample_every_epochs",
+                 self.sample_every_epochs, "0 (no sample grids) or a positive epoch count")
 
 
 # Compute precisions of inference and export (spade_tf.precision maps them to policies).
@@ -218,9 +237,30 @@ class Config:
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     export: ExportConfig = dataclasses.field(default_factory=ExportConfig)
+    # The resolved class table (ClassTable.to_dict()) that a model folder's config.yaml
+    # carries under "classes", so the model shows its classes wherever it goes; None:
+    # resolve model.classes.
+    class_table: Mapping[str, Any] | None = dataclasses.field(default=None, compare=False)
+
+    def classes(self):
+        """The :class:`~spade_tf.classes.ClassTable` of this model."""
+        from spade_tf.classes import ClassTable, class_table
+
+        if self.class_table is not None:
+            return ClassTable.from_dict(self.class_table, "config.yaml's classes")
+        model = self.model
+        return class_table(model.classes, model.num_classes,
+                           model.dontcare_label if model.use_dontcare_label else None)
+
+    def with_class_table(self) -> Config:
+        """This config carrying its resolved class table (what a model folder stores)."""
+        return dataclasses.replace(self, class_table=self.classes().to_dict())
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        values = {name: dataclasses.asdict(getattr(self, name)) for name in _SECTIONS}
+        if self.class_table is not None:
+            values[CLASSES_SECTION] = dict(self.class_table)
+        return values
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
@@ -278,7 +318,9 @@ def _build_section(cls: type, section: str, values: Mapping[str, Any]) -> Any:
     return cls(**checked)
 
 
-_SECTIONS = {field.name: field for field in dataclasses.fields(Config)}
+_SECTIONS = {field.name: field for field in dataclasses.fields(Config)
+             if field.name != "class_table"}
+CLASSES_SECTION = "classes"
 
 
 def config_from_dict(values: Mapping[str, Any]) -> Config:
@@ -286,7 +328,7 @@ def config_from_dict(values: Mapping[str, Any]) -> Config:
     values = values or {}
     if not isinstance(values, Mapping):
         raise ConfigError(f"a config must be a mapping of sections, got {values!r}.")
-    unknown = set(values) - set(_SECTIONS)
+    unknown = set(values) - set(_SECTIONS) - {CLASSES_SECTION}
     if unknown:
         raise ConfigError(
             f"unknown section {sorted(unknown)[0]!r}: expected some of {list(_SECTIONS)}."
@@ -295,7 +337,11 @@ def config_from_dict(values: Mapping[str, Any]) -> Config:
     sections = {
         name: _build_section(hints[name], name, values.get(name) or {}) for name in _SECTIONS
     }
-    return Config(**sections)
+    table = values.get(CLASSES_SECTION)
+    if table is not None and not isinstance(table, Mapping):
+        raise ConfigError(f"{CLASSES_SECTION} must be a class table (a mapping with "
+                          f"'classes'), got {table!r}.")
+    return Config(**sections, class_table=table)
 
 
 def parse_override(override: str) -> tuple[list[str], Any]:

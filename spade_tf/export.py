@@ -14,6 +14,7 @@ model folder (the ``.keras`` networks and the ``config.yaml`` saved with them).
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -23,7 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from spade_tf import signatures as sig
-from spade_tf.errors import SpadeError
+from spade_tf.errors import SpadeError, readable_tf_message
 from spade_tf.inference import photo_to_unit, style_latent, to_uint8
 from spade_tf.layers.semantic import semantic_one_hot
 from spade_tf.model_dir import load_model_dir
@@ -43,6 +44,11 @@ def _maps_spec(uses_instances: bool) -> list[tf.TensorSpec]:
 
 SEED_SPEC = tf.TensorSpec([None], tf.int64, name=sig.SEED)
 STYLE_SPEC = tf.TensorSpec([None, None, None, 3], tf.uint8, name=sig.STYLE_IMAGE)
+PNG_SPECS = {name: tf.TensorSpec([None], tf.string, name=name)
+             for name in (sig.LABEL_PNG, sig.INSTANCE_PNG, sig.STYLE_PNG)}
+MODEL_INFO_SPEC = tf.TensorSpec([None], tf.int32, name=sig.MODEL_INFO_REQUEST)
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+PNG_GRAYSCALE = 0  # IHDR colour type
 
 
 class SpadeServingModule(tf.Module):
@@ -57,6 +63,9 @@ class SpadeServingModule(tf.Module):
         self.max_batch_size = max_batch_size
         self.max_pixels = max_pixels
         self.image_size = tuple(model_config.image_size)
+        # What model_info returns: set by export_model before the signatures are traced.
+        self.metadata_json = "{}"
+        self._network_functions()
         # Track the Keras networks' underlying tf.Variables on the module itself: without
         # this the signatures read variables the checkpoint does not restore under TF's C++
         # loader (the one TF Serving uses), although tf.saved_model.load hides the problem.
@@ -103,30 +112,116 @@ class SpadeServingModule(tf.Module):
                                     self.config.use_dontcare_label, self.config.dontcare_label,
                                     instance_ids)
 
+    def _decode_id_png(self, png, what: str):
+        """One PNG of ids (8- or 16-bit grayscale, the model's size) -> int32 [H, W]."""
+        height, width = self.image_size
+        # IHDR: bit depth at byte 24, colour type at 25; padding keeps short input in range.
+        header = tf.io.decode_raw(tf.strings.substr(png + b"\0" * 32, 0, 26), tf.uint8)
+        is_png = tf.equal(tf.strings.substr(png + b"\0" * 8, 0, 8), PNG_MAGIC)
+        depth, colour = tf.cast(header[24], tf.int32), tf.cast(header[25], tf.int32)
+        checks = [
+            tf.debugging.Assert(is_png, [f"{what} is not a PNG file: send the map as PNG "
+                                         "bytes"]),
+            tf.debugging.Assert(tf.logical_or(tf.logical_not(is_png),
+                                              tf.equal(colour, PNG_GRAYSCALE)),
+                                [f"{what} is a colour or palette PNG: send a single-channel "
+                                 "grayscale PNG of class ids (8- or 16-bit)"]),
+            tf.debugging.Assert(tf.logical_or(tf.logical_not(is_png),
+                                              tf.logical_or(tf.equal(depth, 8),
+                                                            tf.equal(depth, 16))),
+                                [f"{what} must be an 8- or 16-bit grayscale PNG; its bit "
+                                 "depth is", depth]),
+        ]
+        with tf.control_dependencies(checks):
+            ids = tf.cond(tf.equal(depth, 16),
+                          lambda: tf.cast(tf.io.decode_png(png, 1, tf.uint16), tf.int32),
+                          lambda: tf.cast(tf.io.decode_png(png, 1, tf.uint8), tf.int32))[..., 0]
+        size = tf.debugging.assert_equal(
+            tf.shape(ids), tf.constant([height, width]),
+            message=f"{what} must be {width}x{height} (this model's image size); resize the "
+                    "label map with nearest neighbour first")
+        with tf.control_dependencies([size]):
+            return tf.identity(ids)
+
+    def _decode_id_pngs(self, pngs, what: str):
+        with tf.control_dependencies([self._check_batch(pngs, what)]):
+            return tf.map_fn(lambda png: self._decode_id_png(png, what), pngs,
+                             fn_output_signature=tf.int32)
+
+    def _style_latents_from_files(self, photos):
+        """One encoded style per photo file (PNG or JPEG; sizes may differ)."""
+        def one(photo_bytes):
+            photo = tf.io.decode_image(photo_bytes, channels=3, expand_animations=False)
+            return self._encode(photo[tf.newaxis])[sig.MEAN][0]
+
+        return tf.map_fn(one, photos, fn_output_signature=tf.float32)
+
+    def png(self, label_png, instance_png=None, seed=None, style_png=None) -> dict:
+        labels = self._decode_id_pngs(label_png, sig.LABEL_PNG)
+        instances = None if instance_png is None else self._decode_id_pngs(instance_png,
+                                                                           sig.INSTANCE_PNG)
+        latent = None
+        if seed is not None:
+            latent = self.seeded_latent(labels, seed)
+        elif style_png is not None:
+            check = tf.debugging.assert_equal(tf.shape(style_png)[0], tf.shape(labels)[0],
+                                              message=f"one {sig.STYLE_PNG} per label map")
+            with tf.control_dependencies([check]):
+                latent = self._style_latents_from_files(style_png)
+        image = self._generate(self._semantic(labels, instances), latent)[sig.IMAGE]
+        return {sig.IMAGE_PNG: tf.map_fn(tf.io.encode_png, image,
+                                         fn_output_signature=tf.string)}
+
+    def model_info(self, request) -> dict:
+        del request  # any values: TF Serving's REST API needs an input to send
+        return {sig.METADATA_JSON: tf.constant(self.metadata_json)}
+
+    def seeded_latent(self, label_ids, seed):
+        check = tf.debugging.assert_equal(tf.shape(seed)[0], tf.shape(label_ids)[0],
+                                          message=f"one {sig.SEED} per label map")
+        with tf.control_dependencies([check]):
+            return style_latent(self.encoder, self.config.latent_dim, None, seeds=seed)
+
     def _generate(self, semantic, latent=None) -> dict:
-        inputs = {"semantic": semantic}
-        if self.encoder is not None:
-            if latent is None:  # a random style (see spade_tf.inference)
-                latent = style_latent(self.encoder, self.config.latent_dim,
-                                      tf.shape(semantic)[0])
-            inputs["latent"] = latent
-        return {sig.IMAGE: to_uint8(self.generator(inputs, training=False))}
+        if self.encoder is None:
+            return {sig.IMAGE: self._images(semantic)}
+        if latent is None:  # a random style (see spade_tf.inference)
+            latent = style_latent(self.encoder, self.config.latent_dim, tf.shape(semantic)[0])
+        return {sig.IMAGE: self._images(semantic, latent)}
+
+    def _network_functions(self) -> None:
+        """The generator and encoder each as one tf.function that every signature calls:
+        traced (and stored in the SavedModel) once, not once per signature."""
+        height, width = self.image_size
+        semantic = tf.TensorSpec([None, height, width, self.config.semantic_channels],
+                                 tf.float32)
+        if self.encoder is None:
+            self._images = tf.function(
+                lambda semantic: to_uint8(self.generator({"semantic": semantic},
+                                                         training=False)),
+                input_signature=[semantic])
+            return
+        self._images = tf.function(
+            lambda semantic, latent: to_uint8(self.generator(
+                {"semantic": semantic, "latent": latent}, training=False)),
+            input_signature=[semantic, tf.TensorSpec([None, self.config.latent_dim],
+                                                     tf.float32)])
+        self._encoded = tf.function(lambda photo: self.encoder(photo, training=False),
+                                    input_signature=[tf.TensorSpec([None, None, None, 3],
+                                                                   tf.float32)])
 
     def _encode(self, style_image) -> dict:
         with tf.control_dependencies(self._check_style(style_image)):
             photo = photo_to_unit(style_image)
-        encoded = self.encoder(photo, training=False)
+        encoded = self._encoded(photo)
         return {sig.MEAN: encoded["mean"], sig.LOG_VARIANCE: encoded["log_variance"]}
 
     def default(self, label_ids, instance_ids=None) -> dict:
         return self._generate(self._semantic(label_ids, instance_ids))
 
     def seeded(self, label_ids, seed, instance_ids=None) -> dict:
-        check = tf.debugging.assert_equal(tf.shape(seed)[0], tf.shape(label_ids)[0],
-                                          message=f"one {sig.SEED} per label map")
-        with tf.control_dependencies([check]):
-            latent = style_latent(self.encoder, self.config.latent_dim, None, seeds=seed)
-        return self._generate(self._semantic(label_ids, instance_ids), latent)
+        return self._generate(self._semantic(label_ids, instance_ids),
+                              self.seeded_latent(label_ids, seed))
 
     def styled(self, label_ids, style_image, instance_ids=None) -> dict:
         check = tf.debugging.assert_equal(tf.shape(style_image)[0], tf.shape(label_ids)[0],
@@ -162,10 +257,45 @@ class SpadeServingModule(tf.Module):
             }
         functions[sig.ENCODE_SIGNATURE] = (lambda style_image: self._encode(style_image),
                                            [STYLE_SPEC])
+        functions.update(self._png_signatures(uses_instances))
+        functions[sig.MODEL_INFO_SIGNATURE] = (lambda request: self.model_info(request),
+                                               [MODEL_INFO_SPEC])
         if self.encoder is None:
-            functions = {sig.DEFAULT_SIGNATURE: functions[sig.DEFAULT_SIGNATURE]}
+            functions = {name: functions[name] for name in
+                         (sig.DEFAULT_SIGNATURE, sig.PNG_SIGNATURE, sig.MODEL_INFO_SIGNATURE)}
         return {name: tf.function(fn, input_signature=spec).get_concrete_function()
                 for name, (fn, spec) in functions.items()}
+
+    def signature_names(self) -> list[str]:
+        """The names :meth:`signatures` gives, without tracing anything."""
+        if self.encoder is None:
+            return sorted((sig.DEFAULT_SIGNATURE, sig.PNG_SIGNATURE, sig.MODEL_INFO_SIGNATURE))
+        return sorted((sig.DEFAULT_SIGNATURE, sig.SEEDED_SIGNATURE, sig.STYLE_SIGNATURE,
+                       sig.ENCODE_SIGNATURE, sig.PNG_SIGNATURE, sig.PNG_SEEDED_SIGNATURE,
+                       sig.PNG_STYLE_SIGNATURE, sig.MODEL_INFO_SIGNATURE))
+
+    def _png_signatures(self, uses_instances: bool) -> dict:
+        label, instance, style = (PNG_SPECS[name] for name in
+                                  (sig.LABEL_PNG, sig.INSTANCE_PNG, sig.STYLE_PNG))
+        if uses_instances:
+            return {
+                sig.PNG_SIGNATURE: (lambda label_png_bytes, instance_png_bytes: self.png(
+                    label_png_bytes, instance_png_bytes), [label, instance]),
+                sig.PNG_SEEDED_SIGNATURE: (lambda label_png_bytes, instance_png_bytes, seed:
+                                           self.png(label_png_bytes, instance_png_bytes,
+                                                    seed=seed), [label, instance, SEED_SPEC]),
+                sig.PNG_STYLE_SIGNATURE: (
+                    lambda label_png_bytes, instance_png_bytes, style_png_bytes: self.png(
+                        label_png_bytes, instance_png_bytes, style_png=style_png_bytes),
+                    [label, instance, style]),
+            }
+        return {
+            sig.PNG_SIGNATURE: (lambda label_png_bytes: self.png(label_png_bytes), [label]),
+            sig.PNG_SEEDED_SIGNATURE: (lambda label_png_bytes, seed: self.png(
+                label_png_bytes, seed=seed), [label, SEED_SPEC]),
+            sig.PNG_STYLE_SIGNATURE: (lambda label_png_bytes, style_png_bytes: self.png(
+                label_png_bytes, style_png=style_png_bytes), [label, style]),
+        }
 
 
 def next_version(model_base: Path) -> int:
@@ -174,18 +304,58 @@ def next_version(model_base: Path) -> int:
     return max(versions, default=0) + 1
 
 
+def _check_limit(option: str, value: int | None, meaning: str) -> None:
+    """A limit given by the caller must be a positive integer (0 is not "the default")."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ExportError(f"{option} {value!r}: {meaning} must be a positive integer (omit "
+                          "it for the model config's export settings); an export with this "
+                          "limit would refuse every request.")
+
+
+def _check_target_folders(export_base: Path, model_name: str, version: int | None) -> Path:
+    """Refuse an unusable export base, model name or version before any loading; returns
+    ``export_base / model_name``."""
+    if (not model_name or model_name.startswith(".")
+            or any(char in model_name for char in "/\\" + os.sep)):
+        raise ExportError(f"model name {model_name!r} must be a plain folder name (no '/', "
+                          "not starting with '.'): it names the folder under --export-base "
+                          "and the model that requests ask for.")
+    if version is not None and (isinstance(version, bool) or version < 1):
+        raise ExportError(f"version {version}: TF Serving versions are positive integers "
+                          "(omit --version for the next free one).")
+    model_base = export_base / model_name
+    for folder in (export_base, model_base):
+        if folder.exists() and not folder.is_dir():
+            raise ExportError(f"{folder} exists and is not a folder: give --export-base a "
+                              "folder (it is created when missing).")
+    if version is not None and (model_base / str(version)).exists():
+        raise ExportError(f"{model_base / str(version)} exists already: versions are "
+                          "immutable; export as a new version (omit --version) or remove it.")
+    return model_base
+
+
 def _warmup_requests(path: Path, model_name: str, module: SpadeServingModule) -> None:
     """A few PredictionLog records (one per signature) for TF Serving's warm-up."""
     from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
     height, width = module.image_size
     labels = np.zeros((1, height, width), np.int32)
-    style = np.zeros((1, 64, 64, 3), np.uint8)
+    # Within the export's pixel limit, or the warm-up would fail the version's load.
+    side = max(1, min(64, math.isqrt(module.max_pixels)))
+    style = np.zeros((1, side, side, 3), np.uint8)
+    label_png = tf.io.encode_png(labels[0, :, :, np.newaxis].astype(np.uint8)).numpy()
+    style_png = tf.io.encode_png(style[0]).numpy()
     values = {sig.LABEL_IDS: labels, sig.INSTANCE_IDS: labels,
-              sig.SEED: np.zeros(1, np.int64), sig.STYLE_IMAGE: style}
+              sig.SEED: np.zeros(1, np.int64), sig.STYLE_IMAGE: style,
+              sig.LABEL_PNG: np.array([label_png], object),
+              sig.INSTANCE_PNG: np.array([label_png], object),
+              sig.STYLE_PNG: np.array([style_png], object),
+              sig.MODEL_INFO_REQUEST: np.zeros(1, np.int32)}
     path.parent.mkdir(parents=True, exist_ok=True)
     with tf.io.TFRecordWriter(str(path)) as writer:
-        for name in module.signatures():
+        for name in module.signature_names():
             request = predict_pb2.PredictRequest(
                 model_spec=model_pb2.ModelSpec(name=model_name, signature_name=name))
             for key in sig.signature_inputs(name, module.config.use_instance_edges):
@@ -198,15 +368,21 @@ def _warmup_requests(path: Path, model_name: str, module: SpadeServingModule) ->
 def export_model(model_dir: str | os.PathLike, export_base: str | os.PathLike,
                  model_name: str = "spade", version: int | None = None,
                  max_batch_size: int | None = None, max_pixels: int | None = None,
-                 warmup: bool = True, precision: str | None = None) -> Path:
+                 warmup: bool = True, precision: str | None = None,
+                 checkpoint: str | int | None = None) -> Path:
     """Export ``model_dir`` to ``export_base/model_name/version``; returns that folder.
 
     ``precision`` ("float32", "bfloat16" or "float16"; default ``export.precision`` of the
     model's config) is the compute type of the served graph; see :mod:`spade_tf.precision`.
+    ``checkpoint`` ("latest" or a step of ``model_dir/checkpoints``) exports that training
+    checkpoint's weights instead of the last finished epoch's ``.keras`` networks.
     """
-    if not model_name or "/" in model_name or model_name.startswith("."):
-        raise ExportError(f"model name {model_name!r} must be a plain folder name.")
-    loaded = load_model_dir(model_dir, networks=("generator", "encoder"))
+    # Every argument is checked before the (slow) loading, and nothing is written until
+    # the model has loaded: a mistake costs seconds and leaves no trace on disk.
+    _check_limit("--max-batch-size", max_batch_size, "the largest batch a request may carry")
+    _check_limit("--max-pixels", max_pixels, "the largest style image, in pixels,")
+    model_base = _check_target_folders(Path(export_base), model_name, version)
+    loaded = load_model_dir(model_dir, networks=("generator", "encoder"), checkpoint=checkpoint)
     model_config = loaded.config.model
     export_config = loaded.config.export
     if loaded.generator.semantic_channels != model_config.semantic_channels:
@@ -221,25 +397,26 @@ def export_model(model_dir: str | os.PathLike, export_base: str | os.PathLike,
     generator = with_precision(loaded.generator, precision)
     encoder = with_precision(loaded.encoder, precision) \
         if model_config.use_vae and loaded.encoder is not None else None
-    model_base = Path(export_base) / model_name
     version = version if version is not None else next_version(model_base)
-    if version < 1:
-        raise ExportError(f"version {version}: TF Serving versions are positive integers.")
     target = model_base / str(version)
     if target.exists():
         raise ExportError(f"{target} exists already: versions are immutable; export as a "
                           "new version (omit --version) or remove it.")
     module = SpadeServingModule(
         generator, encoder, model_config,
-        max_batch_size or export_config.max_batch_size, max_pixels or export_config.max_pixels)
-    model_base.mkdir(parents=True, exist_ok=True)
-    # Not an integer name: TF Serving ignores the folder until it is renamed.
-    staging = Path(tempfile.mkdtemp(prefix=f".export-{version}-", dir=model_base))
+        export_config.max_batch_size if max_batch_size is None else int(max_batch_size),
+        export_config.max_pixels if max_pixels is None else int(max_pixels))
+    # Folders this export creates, removed again if it fails (an existing one is kept).
+    created = [folder for folder in (model_base, *model_base.parents) if not folder.exists()]
     try:
-        signature_functions = module.signatures()
-        tf.saved_model.save(module, str(staging), signatures=signature_functions)
-        if warmup:
-            _warmup_requests(staging / sig.WARMUP_FILE, model_name, module)
+        model_base.mkdir(parents=True, exist_ok=True)
+        # Not an integer name: TF Serving ignores the folder until it is renamed.
+        staging = Path(tempfile.mkdtemp(prefix=f".export-{version}-", dir=model_base))
+    except OSError as error:
+        _remove_empty(created)
+        raise ExportError(f"cannot write under {model_base}: {error.strerror or error}; "
+                          "choose an --export-base you can write to.") from None
+    try:
         metadata = {
             "model_name": model_name, "version": version,
             "image_size": list(module.image_size), "num_classes": model_config.num_classes,
@@ -249,13 +426,40 @@ def export_model(model_dir: str | os.PathLike, export_base: str | os.PathLike,
             "use_vae": model_config.use_vae, "latent_dim": model_config.latent_dim,
             "max_batch_size": module.max_batch_size, "max_pixels": module.max_pixels,
             "precision": precision,
-            "signatures": sorted(signature_functions),
+            "signatures": module.signature_names(),
+            "classes": loaded.config.classes().to_dict(),
         }
+        module.metadata_json = json.dumps(metadata)
+        signature_functions = module.signatures()
+        try:
+            tf.saved_model.save(module, str(staging), signatures=signature_functions)
+            if warmup:
+                _warmup_requests(staging / sig.WARMUP_FILE, model_name, module)
+        except tf.errors.OpError as error:  # e.g. the disk is full
+            raise ExportError(f"writing {staging} failed: "
+                              f"{readable_tf_message(error.message)}") from None
         (staging / sig.SPADE_METADATA_FILE).parent.mkdir(parents=True, exist_ok=True)
         (staging / sig.SPADE_METADATA_FILE).write_text(json.dumps(metadata, indent=2))
         staging.chmod(0o755)  # mkdtemp's 0700 would hide it from a server running as another user
-        os.replace(staging, target)
+        if target.exists():  # another export took this version meanwhile
+            raise ExportError(f"{target} was written by another export meanwhile; run the "
+                              "export again for the next free version.")
+        try:
+            os.replace(staging, target)
+        except OSError as error:
+            raise ExportError(f"cannot rename {staging} to {target}: "
+                              f"{error.strerror or error}") from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        _remove_empty(created)
         raise
     return target
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove those of ``folders`` (deepest first) that are empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return  # not empty (or gone): its parents are not empty either

@@ -23,6 +23,8 @@ from spade_tf.config import Config, load_config
 from spade_tf.errors import SpadeError
 
 CONFIG_FILE = "config.yaml"
+# Training's tf.train checkpoints (ckpt-<step>), written by spade_tf.training.
+CHECKPOINT_DIR = "checkpoints"
 NETWORK_FILES = {
     "generator": "generator.keras",
     "discriminator": "discriminator.keras",
@@ -85,7 +87,8 @@ def atomic_directory(target: str | os.PathLike, overwrite: bool = False):
 def write_model_dir(folder: str | os.PathLike, model: ModelDir) -> None:
     """Write ``model`` into an existing (staging) folder."""
     folder = Path(folder)
-    (folder / CONFIG_FILE).write_text(model.config.to_yaml())
+    # With its class table resolved, so the folder shows its classes wherever it goes.
+    (folder / CONFIG_FILE).write_text(model.config.with_class_table().to_yaml())
     for name, filename in NETWORK_FILES.items():
         network = getattr(model, name)
         if network is not None:
@@ -112,9 +115,57 @@ def _load_network(path: Path) -> keras.Model:
             "next epoch's end, spade-convert-torch --overwrite converts it again).") from None
 
 
+def checkpoint_steps(folder: str | os.PathLike) -> list[int]:
+    """The steps of the training checkpoints kept in ``folder/checkpoints``, oldest first."""
+    import tensorflow as tf
+
+    state = tf.train.get_checkpoint_state(str(Path(folder) / CHECKPOINT_DIR))
+    paths = list(state.all_model_checkpoint_paths) if state is not None else []
+    return sorted(int(path.rsplit("-", 1)[1]) for path in paths
+                  if path.rsplit("-", 1)[-1].isdigit())
+
+
+def checkpoint_path(folder: str | os.PathLike, which: str | int) -> str:
+    """The training checkpoint ``which`` ("latest" or a step) of a model folder."""
+    steps = checkpoint_steps(folder)
+    listed = ", ".join(map(str, steps)) if steps else "none"
+    if str(which) == "latest":
+        if not steps:
+            raise ModelDirError(f"{folder} has no training checkpoints ({CHECKPOINT_DIR}/ is "
+                                "missing or empty): omit --checkpoint to use its .keras "
+                                "networks.")
+        step = steps[-1]
+    else:
+        try:
+            step = int(which)
+        except ValueError:
+            raise ModelDirError(f"checkpoint {which!r}: expected 'latest' or a step number "
+                                f"(kept: {listed}).") from None
+        if step not in steps:
+            raise ModelDirError(f"{folder} keeps no checkpoint of step {step}: the kept steps "
+                                f"are {listed} (or use 'latest').")
+    return str(Path(folder) / CHECKPOINT_DIR / f"ckpt-{step}")
+
+
+def _restore_checkpoint(loaded: dict, path: str) -> None:
+    """Give the loaded networks the weights of a training checkpoint."""
+    import tensorflow as tf
+
+    checkpoint = tf.train.Checkpoint(**loaded)
+    try:
+        checkpoint.restore(path).expect_partial().assert_existing_objects_matched()
+    except (AssertionError, ValueError, tf.errors.OpError) as error:
+        raise ModelDirError(f"the checkpoint {path} does not fit this folder's networks "
+                            f"({str(error).splitlines()[0][:200]}).") from None
+
+
 def load_model_dir(folder: str | os.PathLike, networks: tuple[str, ...] = tuple(NETWORK_FILES),
-                   ) -> ModelDir:
-    """Load the config and those of ``networks`` the folder has (the generator is required)."""
+                   checkpoint: str | int | None = None) -> ModelDir:
+    """Load the config and those of ``networks`` the folder has (the generator is required).
+
+    ``checkpoint`` ("latest" or a step) takes the weights from that training checkpoint
+    instead of the ``.keras`` files (which are refreshed at each epoch's end).
+    """
     import spade_tf.layers  # noqa: F401  (registers the custom layers for deserialization)
     import spade_tf.models  # noqa: F401
 
@@ -124,6 +175,7 @@ def load_model_dir(folder: str | os.PathLike, networks: tuple[str, ...] = tuple(
             f"{folder} is not a spade-tf model folder: expected {CONFIG_FILE} and "
             f"{NETWORK_FILES['generator']} in it (written by spade-train or spade-convert-torch)."
         )
+    weights = checkpoint_path(folder, checkpoint) if checkpoint is not None else None
     loaded = {}
     for name in networks:
         path = folder / NETWORK_FILES[name]
@@ -131,4 +183,6 @@ def load_model_dir(folder: str | os.PathLike, networks: tuple[str, ...] = tuple(
             loaded[name] = _load_network(path)
     if "generator" not in loaded:
         raise ModelDirError(f"load_model_dir needs the generator; asked for {networks}.")
+    if weights is not None:
+        _restore_checkpoint(loaded, weights)
     return ModelDir(config=load_config(folder / CONFIG_FILE), **loaded)

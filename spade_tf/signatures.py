@@ -1,32 +1,57 @@
 """The serving contract: signature and tensor names, ports and message limits, shared by
 export, client and server.
 
-Every exported model has the default signature; VAE models have three more. Inputs are
-compact integer maps, never one-hot tensors; images come back as uint8.
+Every exported model has ``serving_default``, ``synthesize_png`` and ``model_info``; VAE
+models have five more. Inputs are compact integer maps (or PNGs of them), never one-hot
+tensors; images come back as uint8 (or PNG bytes).
 
-=========================  ==========================================  ======================
-signature                  inputs                                      outputs
-=========================  ==========================================  ======================
-``serving_default``        ``label_ids`` int32 [B, H, W]               ``image`` uint8
-                           (+ ``instance_ids`` int32 [B, H, W])        [B, H, W, 3]
-``synthesize_seeded``      as above + ``seed`` int64 [B]               ``image``
-``synthesize_with_style``  as above + ``style_image`` uint8 [B, h, w, 3]  ``image``
-``encode_style``           ``style_image`` uint8 [B, h, w, 3]           ``mean``, ``log_variance``
-                                                                        float32 [B, latent]
-=========================  ==========================================  ======================
+=============================  =========================================  ====================
+signature                      inputs                                     outputs
+=============================  =========================================  ====================
+``serving_default``            ``label_ids`` int32 [B, H, W]              ``image`` uint8
+                               (+ ``instance_ids`` int32 [B, H, W])       [B, H, W, 3]
+``synthesize_seeded``          as above + ``seed`` int64 [B]              ``image``
+``synthesize_with_style``      as above + ``style_image`` uint8           ``image``
+                               [B, h, w, 3]
+``encode_style``               ``style_image`` uint8 [B, h, w, 3]         ``mean``,
+                                                                          ``log_variance``
+                                                                          float32 [B, latent]
+``synthesize_png``             ``label_png_bytes`` string [B]             ``image_png_bytes``
+                               (+ ``instance_png_bytes`` string [B])      string [B]
+``synthesize_png_seeded``      as above + ``seed`` int64 [B]              ``image_png_bytes``
+``synthesize_png_with_style``  as above + ``style_png_bytes`` string [B]  ``image_png_bytes``
+``model_info``                 ``request`` int32 [N] (any values)         ``metadata_json``
+                                                                          string []
+=============================  =========================================  ====================
 
-``H x W`` is the model's image size; ``instance_ids`` exists only for models that use
-instance edges. For a VAE model the default signature draws a random style.
+``H x W`` is the model's image size; instance inputs exist only for models that use
+instance edges. For a VAE model the default signatures draw a random style. Label PNGs
+are single-channel 8- or 16-bit grayscale PNGs of ids; style photos PNG or JPEG.
+``model_info`` returns the export's ``spade_model.json`` (image size, classes with names
+and colours, limits, signatures) as JSON text.
 """
 
 from __future__ import annotations
 
 DEFAULT_SIGNATURE = "serving_default"
+# The same three as PNG bytes in and out (light clients: a 512x512 map is ~3.5 KB as PNG,
+# ~1.3 MB as JSON ints), and what the model is (size, classes), for clients and the painter.
+PNG_SIGNATURE = "synthesize_png"
+PNG_SEEDED_SIGNATURE = "synthesize_png_seeded"
+PNG_STYLE_SIGNATURE = "synthesize_png_with_style"
+MODEL_INFO_SIGNATURE = "model_info"
 SEEDED_SIGNATURE = "synthesize_seeded"
 STYLE_SIGNATURE = "synthesize_with_style"
 ENCODE_SIGNATURE = "encode_style"
 
 LABEL_IDS = "label_ids"
+# "_bytes" aliases: TF Serving's REST API sends and returns them as {"b64": ...}.
+LABEL_PNG = "label_png_bytes"
+INSTANCE_PNG = "instance_png_bytes"
+STYLE_PNG = "style_png_bytes"
+IMAGE_PNG = "image_png_bytes"
+MODEL_INFO_REQUEST = "request"
+METADATA_JSON = "metadata_json"
 INSTANCE_IDS = "instance_ids"
 SEED = "seed"
 STYLE_IMAGE = "style_image"
@@ -54,9 +79,14 @@ SPADE_METADATA_FILE = "assets.extra/spade_model.json"
 def signature_inputs(signature: str, uses_instances: bool) -> tuple[str, ...]:
     """The input names of ``signature`` for a model with or without instance maps."""
     maps = (LABEL_IDS, INSTANCE_IDS) if uses_instances else (LABEL_IDS,)
+    pngs = (LABEL_PNG, INSTANCE_PNG) if uses_instances else (LABEL_PNG,)
     return {
         DEFAULT_SIGNATURE: maps,
         SEEDED_SIGNATURE: (*maps, SEED),
         STYLE_SIGNATURE: (*maps, STYLE_IMAGE),
         ENCODE_SIGNATURE: (STYLE_IMAGE,),
+        PNG_SIGNATURE: pngs,
+        PNG_SEEDED_SIGNATURE: (*pngs, SEED),
+        PNG_STYLE_SIGNATURE: (*pngs, STYLE_PNG),
+        MODEL_INFO_SIGNATURE: (MODEL_INFO_REQUEST,),
     }[signature]

@@ -38,8 +38,11 @@ def read_state_dict(path: str | os.PathLike, role: str = "checkpoint") -> dict[s
     ``role`` (e.g. "generator", "VGG19") only words the error messages.
     """
     path = Path(path)
+    if path.is_dir():
+        raise StateDictError(f"the {role} checkpoint {path} is a folder: give the .pth file "
+                             "in it (e.g. latest_net_G.pth).")
     if not path.is_file():
-        raise StateDictError(f"the {role} checkpoint {path} does not exist or is not a file.")
+        raise StateDictError(f"the {role} checkpoint {path} does not exist.")
     torch = import_torch()
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)

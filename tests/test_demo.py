@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -11,10 +12,10 @@ import pytest
 from PIL import Image
 from support import ROOT
 
-from spade_tf.evaluation.synthetic import synthetic_scores
+from spade_tf.evaluation.synthetic import BASE_COLORS, synthetic_scores
 
 DEMO = ROOT / "scripts" / "demo.py"
-SIZE, HELD_OUT, SCALE = 32, 2, 2
+SIZE, HELD_OUT = 32, 2
 
 
 def run_demo(*args: str, timeout: float) -> subprocess.CompletedProcess:
@@ -35,24 +36,36 @@ def test_demo_runs_every_stage_and_reports(tmp_path):
     result = run_demo("--out", str(out), "--scenes", "16", "--held-out", str(HELD_OUT),
                       "--epochs", "1", "--size", str(SIZE), timeout=420)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    # The commands keep TensorFlow's C++ start-up lines to themselves; the demo filters nothing.
+    noise = re.findall(r"^(?:[IWEF]\d{4} \d\d:\d\d.*|WARNING: All log messages before absl.*)$",
+                       result.stdout + result.stderr, re.M)
+    assert not noise, noise[:5]
     for number in range(1, 7):
         assert f"[demo] == {number}/6 " in result.stdout
     assert "spade-serve stopped" in result.stdout
     assert (out / "exports" / "spade" / "1" / "saved_model.pb").is_file()
 
     summary = json.loads((out / "summary.json").read_text())
+    # spade-synthesize's contact sheet: a row per held-out map, label map | generated image.
     grid = np.asarray(Image.open(out / "demo.png"))
-    assert grid.shape == (HELD_OUT * SIZE * SCALE, 3 * SIZE * SCALE, 3)
-    # The printed score is the one of the generated column against the held-out maps.
-    generated = grid[::SCALE, ::SCALE][:, SIZE:2 * SIZE].reshape(HELD_OUT, SIZE, SIZE, 3)
-    labels = np.stack([np.asarray(Image.open(path)) for path in
-                       sorted((out / "scenes" / "held_out" / "labels").glob("*.png"))])
+    assert grid.shape == (HELD_OUT * 192 + (HELD_OUT - 1) * 4, 2 * 192 + 4, 3)
+    names = sorted(path.name for path in (out / "scenes" / "held_out" / "labels").glob("*.png"))
+    labels = np.stack([np.asarray(Image.open(out / "scenes" / "held_out" / "labels" / name))
+                       for name in names])
+    # The label column shows the classes' colours, not the photo's.
+    scale = 192 // SIZE
+    np.testing.assert_array_equal(grid[:192:scale, :192:scale], BASE_COLORS[labels[0]])
+    # The printed score is the one of the served images against the held-out maps.
+    generated = np.stack([np.asarray(Image.open(out / "synthesized" / name)) for name in names])
+    np.testing.assert_array_equal(grid[:192:scale, 196::scale], generated[0])
     expected = synthetic_scores(generated, labels)
     assert summary["synthetic_miou"] == pytest.approx(expected.mean_iou, abs=1e-12)
     assert f"{expected.mean_iou:.3f} (pixel accuracy {expected.pixel_accuracy:.3f})" \
         in result.stdout
     # The real photos are the ceiling: their colours give back every label.
     assert summary["real_photo_miou"] == 1.0
+    assert f"spade-synthesize --model-dir {os.path.relpath(out / 'run')}" in result.stdout
+    assert "make paint" in result.stdout
 
 
 def test_a_failing_stage_is_named_and_other_folders_are_left_alone(tmp_path):

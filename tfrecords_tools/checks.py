@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import re
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -43,10 +44,18 @@ class EncodedPair:
 def _open_image(path) -> tuple[bytes, Image.Image]:
     try:
         data = path.read_bytes()
+    except OSError as error:
+        raise BadPair(f"{path} cannot be read: {error.strerror or error}") from None
+    try:
         image = Image.open(io.BytesIO(data))
         image.load()
-    except (OSError, UnidentifiedImageError, ValueError) as error:
-        raise BadPair(f"{path} cannot be decoded: {error}") from None
+    except UnidentifiedImageError:
+        # Pillow's own text names the in-memory buffer (<_io.BytesIO object at 0x...>).
+        raise BadPair(f"{path} cannot be decoded: it is not a PNG or JPEG image (damaged, "
+                      "or another format).") from None
+    except (OSError, ValueError) as error:
+        reason = re.sub(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>", "it", str(error))
+        raise BadPair(f"{path} cannot be decoded: {reason}") from None
     return data, image
 
 
@@ -67,8 +76,7 @@ def _check_ids(label: np.ndarray, rule: LabelRule, path) -> np.ndarray:
     if not valid.all():
         bad = np.unique(label[~valid])
         raise BadPair(f"{path} has label ids {bad[:8].tolist()} outside {rule.describe()} "
-                      f"({int((~valid).sum())} pixels); check --num-classes / "
-                      "--dontcare-label or the label map.")
+                      f"({int((~valid).sum())} pixels); {rule.fix_hint()}.")
     counts = np.bincount(np.minimum(label, rule.num_classes).ravel(),
                          minlength=rule.num_classes + 1)
     return counts

@@ -10,6 +10,33 @@ from pathlib import Path
 import numpy as np
 
 
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def _check_folder(folder: Path) -> None:
+    """Say what a folder that cannot be inspected is, and what to run instead."""
+    from spade_tf.data.manifest import DataError
+    from spade_tf.data.schema import MANIFEST_FILE
+    from tfrecords_tools.convert import STATE_FILE
+
+    if not folder.exists():
+        raise DataError(f"{folder} does not exist: give the --out folder of "
+                        "spade-tfrecords convert.")
+    if not folder.is_dir():
+        raise DataError(f"{folder} is a file: give the folder that spade-tfrecords convert "
+                        "wrote (it holds manifest.json and the .tfrecord shards).")
+    if (folder / MANIFEST_FILE).is_file():
+        return
+    if (folder / STATE_FILE).is_file():
+        shards = len(list(folder.glob("*.tfrecord")))
+        raise DataError(f"{folder} holds an unfinished conversion ({_plural(shards, 'shard')} "
+                        "written, no manifest.json yet): run the same spade-tfrecords convert "
+                        "command again to finish it.")
+    raise DataError(f"{folder} is not a converted dataset (no manifest.json): give the --out "
+                    "folder of spade-tfrecords convert.")
+
+
 @dataclasses.dataclass
 class InspectionReport:
     num_examples: int
@@ -19,12 +46,14 @@ class InspectionReport:
     problems: list[str]
 
     def format(self, manifest) -> str:
-        lines = [f"{manifest.dataset} {manifest.split}: {self.num_examples} examples in "
-                 f"{len(manifest.shards)} shards (manifest: {manifest.num_examples})",
+        lines = [f"{manifest.dataset} {manifest.split}: {_plural(self.num_examples, 'example')}"
+                 f" in {_plural(len(manifest.shards), 'shard')} (manifest: "
+                 f"{manifest.num_examples})",
                  f"classes: {manifest.num_classes}"
                  + (f", don't-care id {manifest.dontcare_label}"
                     if manifest.dontcare_label is not None else "")
-                 + f"; non-empty instance maps in {self.examples_with_instances} examples"]
+                 + "; non-empty instance maps in "
+                 + _plural(self.examples_with_instances, "example")]
         sizes = ", ".join(f"{w}x{h} ({n})" for (h, w), n in self.image_sizes.most_common(5))
         lines.append(f"image sizes (most common): {sizes}")
         total = max(int(self.class_histogram.sum()), 1)
@@ -34,9 +63,10 @@ class InspectionReport:
             f"{name} {100 * self.class_histogram[c] / total:.1f}%"
             for name, c in zip(names, top, strict=True) if self.class_histogram[c]))
         if manifest.skipped:
-            lines.append(f"skipped at conversion: {len(manifest.skipped)} pairs")
-        lines.append("schema check: " + ("OK" if not self.problems else
-                                         f"{len(self.problems)} problems"))
+            lines.append(f"skipped at conversion: {_plural(len(manifest.skipped), 'pair')}")
+        count = len(self.problems)
+        lines.append("schema check: " + ("OK" if not count else
+                                         f"{count} problem{'' if count == 1 else 's'}"))
         lines += [f"  - {problem}" for problem in self.problems[:20]]
         return "\n".join(lines)
 
@@ -47,20 +77,26 @@ def inspect_dataset(folder: str | os.PathLike) -> tuple[object, InspectionReport
 
     from spade_tf.data.manifest import DataError, check_shard_files, read_manifest
     from spade_tf.data.schema import parse_example
+    from spade_tf.errors import readable_tf_message
 
+    _check_folder(Path(folder))
     manifest = read_manifest(folder)
     problems: list[str] = []
-    try:
-        paths = check_shard_files(folder, manifest)
-    except DataError as error:
-        problems.append(str(error))
-        paths = [p for p in manifest.shard_paths(folder) if p.is_file()]
+    paths = manifest.shard_paths(folder)
+    for shard in manifest.shards:
+        # Each shard on its own (check_shard_files stops at the first bad one).
+        try:
+            check_shard_files(folder, dataclasses.replace(manifest, shards=(shard,)))
+        except DataError as error:
+            problems.append(str(error))
     sizes: collections.Counter = collections.Counter()
     histogram = np.zeros(manifest.num_classes + 1, np.int64)
     count = with_instances = 0
     keys = set()
     parse = tf.function(lambda record: parse_example(record))
-    for path, shard in zip(paths, manifest.shards, strict=False):
+    for path, shard in zip(paths, manifest.shards, strict=True):
+        if not path.is_file():
+            continue
         in_shard = 0
         try:
             for record in tf.data.TFRecordDataset(str(path)):
@@ -82,10 +118,10 @@ def inspect_dataset(folder: str | os.PathLike) -> tuple[object, InspectionReport
                 with_instances += int(bool(example["instance"].numpy().any()))
                 in_shard += 1
         except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as error:
-            problems.append(f"shard {path} is corrupt after {in_shard} records: "
-                            f"{error.message.splitlines()[0]}")
+            problems.append(f"shard {path} is corrupt after {_plural(in_shard, 'record')}: "
+                            f"{readable_tf_message(error.message).splitlines()[0]}")
         if in_shard != shard.num_examples:
-            problems.append(f"shard {Path(path).name} holds {in_shard} records, the manifest "
-                            f"says {shard.num_examples}")
+            problems.append(f"shard {Path(path).name} holds {_plural(in_shard, 'record')}, "
+                            f"the manifest says {shard.num_examples}")
         count += in_shard
     return manifest, InspectionReport(count, sizes, histogram, with_instances, problems)

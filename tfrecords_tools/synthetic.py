@@ -270,13 +270,20 @@ def _is_synthetic(out: Path) -> bool:
         return False
 
 
-def _prepare_dir(out: Path) -> None:
+def check_out_dir(out_dir: str | os.PathLike, name: str = "out_dir") -> None:
+    """Refuse a target that :func:`write_dataset` would refuse (a file, or a non-empty
+    folder that is not an earlier synthetic dataset); ``name`` words the message."""
+    out = Path(out_dir)
     if out.exists() and not out.is_dir():
-        raise SyntheticDataError(f"out_dir must be a directory, got the file {out}")
+        raise SyntheticDataError(f"{name} must be a directory, got the file {out}")
     if out.is_dir() and any(out.iterdir()) and not _is_synthetic(out):
-        raise SyntheticDataError(f"out_dir must be new, empty or an earlier synthetic "
-                         f"dataset (with a {FORMAT_NAME} {MANIFEST_NAME}), got the "
-                         f"non-empty directory {out}")
+        raise SyntheticDataError(f"{name} must be new, empty or an earlier synthetic "
+                                 f"dataset (with a {FORMAT_NAME} {MANIFEST_NAME}), got the "
+                                 f"non-empty directory {out}")
+
+
+def _prepare_dir(out: Path) -> None:
+    check_out_dir(out)
     for sub in SUBDIRS:
         (out / sub).mkdir(parents=True, exist_ok=True)
         for path in (out / sub).iterdir():  # drop scenes and temps of older runs

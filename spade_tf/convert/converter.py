@@ -22,7 +22,7 @@ from spade_tf.convert.mapping import (
     generator_targets,
 )
 from spade_tf.geometry import generator_geometry
-from spade_tf.model_dir import ModelDir, save_model_dir
+from spade_tf.model_dir import ModelDir, check_target, save_model_dir
 from spade_tf.models import build_discriminator, build_encoder, build_generator
 
 # A key every checkpoint of each network has; its absence means a wrong file.
@@ -185,7 +185,7 @@ def _match(state: dict, targets: list[Target], role: str, path: Path) -> None:
         more = len(problems) - MAX_LISTED_PROBLEMS
         raise ConversionError(
             f"the {role} checkpoint {path} does not fit the model: {listed}"
-            + (f"; and {more} more problems." if more > 0 else ".")
+            + (f"; and {more} more problem{'' if more == 1 else 's'}." if more > 0 else ".")
         )
 
 
@@ -215,6 +215,8 @@ def convert_reference_checkpoints(
     with the models. Raises :class:`ConversionError` with a clear message on any
     mismatch, leaving nothing at ``out_dir``.
     """
+    # Cheap checks first: a refused --out fails before any checkpoint is read.
+    check_target(out_dir, overwrite)
     paths = {"generator": generator, "encoder": encoder, "discriminator": discriminator}
     states = {}
     for role, path in paths.items():

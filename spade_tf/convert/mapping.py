@@ -16,6 +16,7 @@ from collections.abc import Iterator
 import keras
 import numpy as np
 
+from spade_tf.layers.batch_norm import ParameterFreeBatchNorm
 from spade_tf.layers.residual_block import SPADEResBlock
 from spade_tf.layers.spade import SPADE
 from spade_tf.layers.spectral_norm import SpectralNormalization
@@ -63,7 +64,7 @@ def _weighted_layer(layer: keras.layers.Layer, prefix: str) -> Iterator[Target]:
 
 def _spade(layer: SPADE, prefix: str) -> Iterator[Target]:
     norm = layer.param_free_norm
-    if isinstance(norm, keras.layers.BatchNormalization):
+    if isinstance(norm, ParameterFreeBatchNorm):
         yield Target(f"{prefix}.param_free_norm.running_mean", norm.moving_mean, "copy")
         yield Target(f"{prefix}.param_free_norm.running_var", norm.moving_variance, "copy")
         yield Target(f"{prefix}.param_free_norm.num_batches_tracked", None, "ignored")

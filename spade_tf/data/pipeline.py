@@ -150,13 +150,18 @@ def make_input_fn(
     shuffle: bool = True,
     seed: int = 0,
     start_epoch: int = 0,
-    num_epochs: int | None = 1,
+    num_epochs: int | None = None,
     skip_steps: int = 0,
     drop_remainder: bool = True,
 ) -> Callable[[tf.distribute.InputContext | None], tf.data.Dataset]:
     """An ``input_fn(input_context)`` over the shards in ``data_dir``.
 
-    The dataset runs ``num_epochs`` epochs (None: forever) from ``start_epoch``. Each
+    The dataset runs ``num_epochs`` epochs from ``start_epoch``; by default (None) it
+    repeats, epoch after epoch, which is what ``fit(dataset, epochs=E,
+    steps_per_epoch=input_fn.steps_per_epoch)`` expects: each Keras epoch then takes the
+    next data epoch (one pass that ran dry would leave later epochs without batches).
+    For one pass (reading, inspecting, evaluating), pass ``num_epochs=1`` or use
+    :func:`load_dataset`. Each
     epoch's order and augmentation depend only on ``seed`` and the epoch number, and
     with ``drop_remainder`` every epoch is exactly ``input_fn.steps_per_epoch`` global
     batches, so training can resume at a data position: ``skip_steps`` global batches
@@ -253,6 +258,8 @@ def explain_data_errors(files: list[str]):
 
 
 def load_dataset(data_dir: str | os.PathLike, model: ModelConfig, data: DataConfig,
-                 batch_size: int, **options) -> tf.data.Dataset:
-    """The dataset of ``make_input_fn`` on one device (no strategy): one epoch by default."""
-    return make_input_fn(data_dir, model, data, batch_size, **options)(None)
+                 batch_size: int, num_epochs: int | None = 1, **options) -> tf.data.Dataset:
+    """The dataset of ``make_input_fn`` on one device (no strategy), for reading and
+    inspection: one pass by default (``num_epochs=None`` repeats, as for ``fit``)."""
+    return make_input_fn(data_dir, model, data, batch_size, num_epochs=num_epochs,
+                         **options)(None)

@@ -97,8 +97,9 @@ def generate_images(model_dir: str | os.PathLike, data_dir: str | os.PathLike,
     import tensorflow as tf
 
     from spade_tf.data.pipeline import explain_data_errors
+    from spade_tf.errors import readable_tf_message
     from spade_tf.inference import to_uint8
-    from spade_tf.model_dir import atomic_directory, load_model_dir
+    from spade_tf.model_dir import atomic_directory, check_target, load_model_dir
     from spade_tf.models import build_semantic_input
     from spade_tf.precision import policy_name, with_precision
 
@@ -110,6 +111,7 @@ def generate_images(model_dir: str | os.PathLike, data_dir: str | os.PathLike,
     if batch_size < 1:
         raise EvaluationError(f"batch size must be a positive integer; got {batch_size}.")
     policy_name(precision)  # an unknown name fails before any loading
+    check_target(out_dir, overwrite)  # so does an --out that would be refused at the end
     networks = load_model_dir(model_dir, networks=("generator", "encoder"))
     networks.generator = with_precision(networks.generator, precision)
     if networks.encoder is not None:
@@ -147,6 +149,10 @@ def generate_images(model_dir: str | os.PathLike, data_dir: str | os.PathLike,
                 if progress is not None:
                     progress(len(names), total)
     except tf.errors.InvalidArgumentError as error:  # e.g. label ids outside the classes
-        raise EvaluationError(f"reading {data_dir} failed: {error.message.splitlines()[0]}"
-                              ) from None
+        raise EvaluationError(f"reading {data_dir} failed: "
+                              f"{readable_tf_message(error.message)}") from None
+    except tf.errors.ResourceExhaustedError as error:
+        raise EvaluationError(f"out of memory at batch size {batch_size} "
+                              f"({readable_tf_message(error.message)[:300]}); use a smaller "
+                              "--batch-size.") from None
     return GenerateSummary(Path(out_dir), len(names), model.image_size, tuple(names))

@@ -1,5 +1,6 @@
 """Keras layers of SPADE, importable into any Keras 3 model."""
 
+from spade_tf.layers.batch_norm import ParameterFreeBatchNorm
 from spade_tf.layers.common import reference_initializer
 from spade_tf.layers.pooling import AveragePoolExcludingPadding
 from spade_tf.layers.residual_block import SPADEResBlock
@@ -12,6 +13,7 @@ __all__ = [
     "SPADE",
     "AveragePoolExcludingPadding",
     "LegacyNearestResize",
+    "ParameterFreeBatchNorm",
     "SPADEResBlock",
     "SemanticInput",
     "SpectralNormalization",

@@ -4,7 +4,7 @@
   conv and dense kernel;
 - ``reference_conv``: a Conv2D initialised that way, zero biases;
 - ``parameter_free_norm``: the normalization without learned scale and offset
-  (batch, synchronized batch or instance);
+  (batch or synchronized batch with PyTorch's statistics, or instance);
 - ``maybe_spectral``: spectral normalization with PyTorch's semantics when asked;
 - ``LEAKY_RELU_SLOPE``: 0.2 everywhere in the reference.
 """
@@ -14,6 +14,7 @@ from __future__ import annotations
 import keras
 
 from spade_tf.geometry import NORM_TYPES
+from spade_tf.layers.batch_norm import BatchNormalization
 from spade_tf.layers.spectral_norm import SpectralNormalization
 
 LEAKY_RELU_SLOPE = 0.2
@@ -35,8 +36,8 @@ def reference_initializer(gain: float = REFERENCE_INIT_GAIN) -> keras.initialize
 
 
 NORM_EPSILON = 1e-5
-# Keras momentum 0.9 is PyTorch's 0.1: the weight of the old running statistics.
-BATCH_NORM_MOMENTUM = 0.9
+# PyTorch's convention (the reference's 0.1): the weight of the new batch statistic.
+BATCH_NORM_MOMENTUM = 0.1
 
 
 def check_norm_type(norm_type: str) -> None:
@@ -59,10 +60,11 @@ def parameter_free_norm(norm_type: str, name: str) -> keras.layers.Layer:
     """
     check_norm_type(norm_type)
     if norm_type in ("sync_batch", "batch"):
-        return keras.layers.BatchNormalization(
-            synchronized=norm_type == "sync_batch", center=False, scale=False,
-            momentum=BATCH_NORM_MOMENTUM, epsilon=NORM_EPSILON, name=name,
-            dtype=_norm_dtype(),
+        # PyTorch's statistics (two-pass, unbiased running variance, one all-reduce per
+        # pass across replicas), not keras.layers.BatchNormalization's: see batch_norm.py.
+        return BatchNormalization(
+            synchronized=norm_type == "sync_batch", momentum=BATCH_NORM_MOMENTUM,
+            epsilon=NORM_EPSILON, name=name, dtype=_norm_dtype(),
         )
     return keras.layers.GroupNormalization(
         groups=-1, center=False, scale=False, epsilon=NORM_EPSILON, name=name,

@@ -4,6 +4,10 @@ Written from the layout facts in ``shared/REFERENCE_CHECKPOINTS.md`` and the fid
 facts in ``shared/DESIGN.md`` (section 5); no code is taken from the reference. Module
 attribute names are chosen so that ``state_dict()`` keys, shapes and order match the
 reference's checkpoints: the converter under test only ever sees those keys.
+
+Training pieces (end of the file): the hinge, feature-matching, VGG19 and KL terms, a
+VGG19 feature stack with torchvision's layout (``VGG19Features``) and one training
+iteration, G step then D step (``ReferenceGauGAN``), for the training-parity tests.
 """
 
 from __future__ import annotations
@@ -82,6 +86,7 @@ class SPADEResBlock(nn.Module):
         use_spectral: bool = True,
         norm_type: str = "batch",
         sn_api: str = "old",
+        spade_hidden: int = 128,
     ) -> None:
         super().__init__()
         self.learned_shortcut = fin != fout
@@ -91,10 +96,10 @@ class SPADEResBlock(nn.Module):
         self.conv_1 = wrap(nn.Conv2d(fmiddle, fout, 3, padding=1))
         if self.learned_shortcut:
             self.conv_s = wrap(nn.Conv2d(fin, fout, 1, bias=False))
-        self.norm_0 = SPADE(fin, label_nc, norm_type=norm_type)
-        self.norm_1 = SPADE(fmiddle, label_nc, norm_type=norm_type)
+        self.norm_0 = SPADE(fin, label_nc, spade_hidden, norm_type=norm_type)
+        self.norm_1 = SPADE(fmiddle, label_nc, spade_hidden, norm_type=norm_type)
         if self.learned_shortcut:
-            self.norm_s = SPADE(fin, label_nc, norm_type=norm_type)
+            self.norm_s = SPADE(fin, label_nc, spade_hidden, norm_type=norm_type)
 
     def forward(self, x: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
         x_s = self.conv_s(self.norm_s(x, seg)) if self.learned_shortcut else x
@@ -117,6 +122,7 @@ class SPADEGenerator(nn.Module):
         latent_dim: int = 256,
         norm_type: str = "batch",
         sn_api: str = "old",
+        spade_hidden: int = 128,
     ) -> None:
         super().__init__()
         if num_upsampling_layers not in UPSAMPLING_LAYERS:
@@ -143,7 +149,12 @@ class SPADEGenerator(nn.Module):
 
         def block(fin: int, fout: int) -> SPADEResBlock:
             return SPADEResBlock(
-                fin, fout, semantic_nc, norm_type=norm_type, sn_api=sn_api
+                fin,
+                fout,
+                semantic_nc,
+                norm_type=norm_type,
+                sn_api=sn_api,
+                spade_hidden=spade_hidden,
             )
 
         self.head_0 = block(16 * nf, 16 * nf)
@@ -420,3 +431,249 @@ def semantic_one_hot(
         edges = instance_edges(inst).astype(np.float32)[:, None]
         onehot = np.concatenate([onehot, edges], axis=1)
     return torch.from_numpy(np.ascontiguousarray(onehot))
+
+
+# -- training: the reference's losses, VGG19 features and one G + D step ----------------
+#
+# Written from the facts in shared/DESIGN.md section 5 (losses, optimisation). Each loss
+# is computed on one GPU's share of the batch and the GPUs' values are averaged, which is
+# what the reference's data parallelism does with them; with synchronized batch norm
+# (one process: plain BatchNorm2d on the whole batch) only the KL term, a sum over each
+# GPU's examples, depends on how many GPUs share the batch.
+
+VGG_LAYER_WEIGHTS = (1.0 / 32, 1.0 / 16, 1.0 / 8, 1.0 / 4, 1.0)
+# torchvision's vgg19.features: convs (channels) with ReLU after each, "M" max-pools.
+VGG19_LAYOUT = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
+                512, 512, 512, 512, "M", 512, 512, 512, 512, "M")
+# End (exclusive) of relu1_1, relu2_1, relu3_1, relu4_1, relu5_1 in that sequence.
+VGG19_FEATURE_ENDS = (2, 7, 12, 21, 30)
+
+
+class VGG19Features(nn.Module):
+    """torchvision's ``vgg19().features`` layout (same state_dict keys), frozen.
+
+    ``forward`` returns relu1_1 ... relu5_1 of images fed as they are (the reference
+    feeds [-1, 1] images without ImageNet normalisation).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        channels = 3
+        for item in VGG19_LAYOUT:
+            if item == "M":
+                layers.append(nn.MaxPool2d(2, 2))
+            else:
+                layers += [nn.Conv2d(channels, int(item), 3, padding=1), nn.ReLU()]
+                channels = int(item)
+        self.features = nn.Sequential(*layers)
+        self.requires_grad_(False)
+
+    @torch.no_grad()
+    def randomize_(self, seed: int) -> VGG19Features:
+        """He-normal kernels (activations keep their scale) and small random biases."""
+        g = torch.Generator().manual_seed(seed)
+        for m in self.features:
+            if isinstance(m, nn.Conv2d):
+                m.weight.normal_(0.0, (2.0 / m.weight[0].numel()) ** 0.5, generator=g)
+                m.bias.uniform_(-0.05, 0.05, generator=g)
+        return self.eval()
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        outputs, start = [], 0
+        for end in VGG19_FEATURE_ENDS:
+            x = self.features[start:end](x)
+            outputs.append(x)
+            start = end
+        return outputs
+
+
+def _logits(outputs: list[list[torch.Tensor]]) -> list[torch.Tensor]:
+    return [scale[-1] for scale in outputs]
+
+
+def hinge_generator_loss(fake_outputs: list[list[torch.Tensor]]) -> torch.Tensor:
+    """-mean(D(fake)) per scale, averaged over the scales."""
+    logits = _logits(fake_outputs)
+    return sum(-x.mean() for x in logits) / len(logits)
+
+
+def hinge_discriminator_loss(outputs: list[list[torch.Tensor]], real: bool) -> torch.Tensor:
+    """mean(relu(1 - D(real))) or mean(relu(1 + D(fake))) per scale, averaged."""
+    logits = _logits(outputs)
+    sign = -1.0 if real else 1.0
+    return sum(F.relu(1.0 + sign * x).mean() for x in logits) / len(logits)
+
+
+def feature_matching_loss(
+    real_outputs: list[list[torch.Tensor]], fake_outputs: list[list[torch.Tensor]]
+) -> torch.Tensor:
+    """L1 (mean) between D's intermediate features of fake and detached real, summed over
+    the features of every scale, divided by the number of scales (unweighted)."""
+    total = 0.0
+    for real_scale, fake_scale in zip(real_outputs, fake_outputs, strict=True):
+        for real, fake in zip(real_scale[:-1], fake_scale[:-1], strict=True):
+            total = total + F.l1_loss(fake, real.detach())
+    return total / len(real_outputs)
+
+
+def vgg_loss(vgg: nn.Module, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """sum_i w_i * L1(vgg_i(fake), vgg_i(real).detach()), w = 1/32, 1/16, 1/8, 1/4, 1."""
+    total = 0.0
+    for weight, fake_map, real_map in zip(VGG_LAYER_WEIGHTS, vgg(fake), vgg(real), strict=True):
+        total = total + weight * F.l1_loss(fake_map, real_map.detach())
+    return total
+
+
+def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """-0.5 * sum(1 + logvar - mu^2 - exp(logvar)), summed over every example given."""
+    return -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
+
+
+def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """mean + eps * exp(0.5 logvar), with the standard-normal ``eps`` given."""
+    return eps.mul(torch.exp(0.5 * logvar)) + mu
+
+
+def _split(outputs: list[list[torch.Tensor]], start: int, stop: int) -> list[list[torch.Tensor]]:
+    return [[f[start:stop] for f in scale] for scale in outputs]
+
+
+class ReferenceGauGAN:
+    """The reference's training iteration on our PyTorch networks: one generator step (hinge,
+    feature matching, VGG and KL terms; D judges fake and real in one batch), then one
+    discriminator step on a fresh fake from the updated generator.
+
+    ``gpus``: how many GPUs the reference would split the batch over (sync batch norm):
+    every term is averaged over them, KL being a sum over each GPU's examples. ``noise``
+    arguments are the reparameterisation's standard-normal draws [B, latent] (VAE only).
+    After each ``train_step``, ``gradients`` holds the step's gradients by parameter name
+    (``generator/...``, ``encoder/...``, ``discriminator/...``).
+    """
+
+    def __init__(
+        self,
+        generator: SPADEGenerator,
+        discriminator: MultiscaleDiscriminator,
+        encoder: ConvEncoder | None = None,
+        vgg: VGG19Features | None = None,
+        feature_matching_weight: float = 10.0,
+        vgg_weight: float = 10.0,
+        kl_weight: float = 0.05,
+        gpus: int = 1,
+    ) -> None:
+        if generator.use_vae != (encoder is not None):
+            raise ValueError("a VAE generator needs the encoder, and only it does")
+        if vgg_weight and vgg is None:
+            raise ValueError("vgg_weight > 0 needs the VGG19 features")
+        self.generator, self.discriminator, self.encoder = generator, discriminator, encoder
+        self.vgg = vgg
+        self.feature_matching_weight = feature_matching_weight
+        self.vgg_weight = vgg_weight
+        self.kl_weight = kl_weight
+        self.gpus = gpus
+        self.gradients: dict[str, torch.Tensor] = {}
+
+    def networks(self) -> dict[str, nn.Module]:
+        nets = {"generator": self.generator, "discriminator": self.discriminator}
+        if self.encoder is not None:
+            nets["encoder"] = self.encoder
+        return nets
+
+    def generator_parameters(self) -> list[nn.Parameter]:
+        params = list(self.generator.parameters())
+        if self.encoder is not None:
+            params += list(self.encoder.parameters())
+        return params
+
+    def _per_gpu(self, batch: int, loss) -> torch.Tensor:
+        """``loss(start, stop)`` on each GPU's rows, averaged over the GPUs."""
+        if batch % self.gpus:
+            raise ValueError(f"batch {batch} does not split over {self.gpus} GPUs")
+        share = batch // self.gpus
+        return sum(loss(r * share, (r + 1) * share) for r in range(self.gpus)) / self.gpus
+
+    def generate(
+        self, semantic: torch.Tensor, image: torch.Tensor, noise: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(fake, KL term before its weight, or None without VAE)."""
+        if self.encoder is None:
+            return self.generator(semantic), None
+        mu, logvar = self.encoder(image)
+        z = reparameterize(mu, logvar, noise)
+        kl = self._per_gpu(mu.size(0), lambda a, b: kl_divergence(mu[a:b], logvar[a:b]))
+        return self.generator(semantic, z), kl
+
+    def discriminate(self, semantic: torch.Tensor, fake: torch.Tensor, real: torch.Tensor):
+        """D on [fake; real] (each with the semantic channels first); split back."""
+        both = torch.cat([torch.cat([semantic, fake], 1), torch.cat([semantic, real], 1)], 0)
+        outputs = self.discriminator(both)
+        half = fake.size(0)
+        return _split(outputs, 0, half), _split(outputs, half, 2 * half)
+
+    def generator_losses(
+        self, semantic: torch.Tensor, image: torch.Tensor, noise: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        fake, kl = self.generate(semantic, image, noise)
+        fake_out, real_out = self.discriminate(semantic, fake, image)
+        batch = image.size(0)
+        terms = {"g_gan": self._per_gpu(
+            batch, lambda a, b: hinge_generator_loss(_split(fake_out, a, b)))}
+        if self.feature_matching_weight:
+            terms["g_feature_matching"] = self.feature_matching_weight * self._per_gpu(
+                batch, lambda a, b: feature_matching_loss(_split(real_out, a, b),
+                                                          _split(fake_out, a, b)))
+        if self.vgg_weight:
+            terms["g_vgg"] = self.vgg_weight * self._per_gpu(
+                batch, lambda a, b: vgg_loss(self.vgg, fake[a:b], image[a:b]))
+        if kl is not None:
+            terms["g_kl"] = self.kl_weight * kl
+        return terms
+
+    def discriminator_losses(
+        self, semantic: torch.Tensor, image: torch.Tensor, noise: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        with torch.no_grad():
+            fake, _ = self.generate(semantic, image, noise)
+        fake_out, real_out = self.discriminate(semantic, fake.detach(), image)
+        batch = image.size(0)
+        return {
+            "d_real": self._per_gpu(
+                batch, lambda a, b: hinge_discriminator_loss(_split(real_out, a, b), True)),
+            "d_fake": self._per_gpu(
+                batch, lambda a, b: hinge_discriminator_loss(_split(fake_out, a, b), False)),
+        }
+
+    def _keep_gradients(self, roles: tuple[str, ...]) -> None:
+        for role in roles:
+            for name, param in self.networks().get(role, nn.Module()).named_parameters():
+                if param.grad is not None:
+                    self.gradients[f"{role}/{name}"] = param.grad.detach().clone()
+
+    def train_step(
+        self,
+        semantic: torch.Tensor,
+        image: torch.Tensor,
+        g_optimizer: torch.optim.Optimizer,
+        d_optimizer: torch.optim.Optimizer,
+        noise: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> dict[str, float]:
+        """One G step then one D step (networks in training mode); the losses as floats."""
+        for net in self.networks().values():
+            net.train()
+        noise_g, noise_d = noise if noise is not None else (None, None)
+        self.gradients = {}
+        g_optimizer.zero_grad()
+        g_terms = self.generator_losses(semantic, image, noise_g)
+        g_terms["g_total"] = sum(g_terms.values())
+        g_terms["g_total"].backward()
+        self._keep_gradients(("generator", "encoder"))
+        g_optimizer.step()
+
+        d_optimizer.zero_grad()
+        d_terms = self.discriminator_losses(semantic, image, noise_d)
+        d_terms["d_total"] = d_terms["d_real"] + d_terms["d_fake"]
+        d_terms["d_total"].backward()
+        self._keep_gradients(("discriminator",))
+        d_optimizer.step()
+        return {k: float(v.detach()) for k, v in {**g_terms, **d_terms}.items()}

@@ -4,11 +4,13 @@
   does one generator and one discriminator step per batch;
 - :mod:`spade_tf.training.losses`: the GAN, feature-matching, VGG and KL terms;
 - :mod:`spade_tf.training.vgg`: VGG19 features from a local weights file;
+- :mod:`spade_tf.training.optimizers`: Adam with PyTorch's arithmetic (the reference's);
 - :mod:`spade_tf.training.train`: ``train(config, data, model_dir)``: strategy,
   checkpoints, resume, logs and callbacks (what ``spade-train`` runs).
 """
 
-from spade_tf.training.gaugan import GauGAN, default_optimizer
+from spade_tf.training.gaugan import GauGAN
+from spade_tf.training.optimizers import TorchAdam, make_optimizer
 from spade_tf.training.train import (
     LossBecameNaN,
     TrainingError,
@@ -22,13 +24,14 @@ from spade_tf.training.vgg import VGGWeightsError, load_vgg_features, random_vgg
 __all__ = [
     "GauGAN",
     "LossBecameNaN",
+    "TorchAdam",
     "TrainingError",
     "VGGWeightsError",
     "build_trainer",
     "choose_strategy",
-    "default_optimizer",
     "global_step",
     "load_vgg_features",
+    "make_optimizer",
     "random_vgg_features",
     "train",
 ]

@@ -15,18 +15,14 @@ from collections.abc import Callable
 import keras
 import tensorflow as tf
 
+from spade_tf.config import KL_REDUCTIONS
 from spade_tf.inference import style_latent
 from spade_tf.layers.semantic import SemanticInput
 from spade_tf.training import losses
+from spade_tf.training.optimizers import make_optimizer
 
 LOSS_NAMES = ("g_total", "g_gan", "g_feature_matching", "g_vgg", "g_kl", "d_real", "d_fake",
               "d_total")
-
-
-def default_optimizer(learning_rate: float, beta_1: float = 0.0,
-                      beta_2: float = 0.9) -> keras.optimizers.Optimizer:
-    """The reference's Adam (beta1 0, beta2 0.9)."""
-    return keras.optimizers.Adam(learning_rate=learning_rate, beta_1=beta_1, beta_2=beta_2)
 
 
 class GauGAN(keras.Model):
@@ -45,22 +41,30 @@ class GauGAN(keras.Model):
         gan_mode: ``"hinge"`` (the reference's), ``"least_squares"``, ``"original"``,
             ``"wasserstein"``.
         feature_matching_weight, vgg_weight, kl_weight: the reference's 10, 10, 0.05.
+        kl_reduction: ``"global_mean"`` (the KL term averaged over the global batch, whatever
+            its split) or ``"per_replica_sum"`` (the reference's: summed over each replica's
+            examples, so its strength grows with the per-replica batch).
     """
 
     def __init__(self, generator: keras.Model, discriminator: keras.Model,
                  semantic_input: SemanticInput, encoder: keras.Model | None = None,
                  vgg_features: Callable | None = None, gan_mode: str = "hinge",
                  feature_matching_weight: float = 10.0, vgg_weight: float = 10.0,
-                 kl_weight: float = 0.05, **kwargs):
+                 kl_weight: float = 0.05, kl_reduction: str = "global_mean", **kwargs):
         super().__init__(**kwargs)
         losses.check_gan_mode(gan_mode)
         if getattr(generator, "use_vae", False) and encoder is None:
             raise ValueError("the generator takes a style latent (use_vae=True): pass the "
                              "VAE encoder too.")
         if vgg_weight > 0 and vgg_features is None:
-            from spade_tf.training.vgg import MISSING_WEIGHTS, VGGWeightsError
+            from spade_tf.training.vgg import VGGWeightsError
 
-            raise VGGWeightsError(MISSING_WEIGHTS)
+            raise VGGWeightsError(
+                f"GauGAN's VGG perceptual loss (vgg_weight={vgg_weight}) needs VGG19 "
+                "features: pass vgg_features=spade_tf.training.load_vgg_features(path) "
+                "(path: torchvision's vgg19-dcbb9e9d.pth or Keras's "
+                "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5, downloaded beforehand), "
+                "or vgg_weight=0 to train without the term.")
         self.generator = generator
         self.discriminator = discriminator
         self.encoder = encoder
@@ -70,6 +74,10 @@ class GauGAN(keras.Model):
         self.feature_matching_weight = feature_matching_weight
         self.vgg_weight = vgg_weight
         self.kl_weight = kl_weight
+        if kl_reduction not in KL_REDUCTIONS:
+            raise ValueError(f"kl_reduction={kl_reduction!r} is unknown: expected one of "
+                             f"{list(KL_REDUCTIONS)}.")
+        self.kl_reduction = kl_reduction
         self.trackers = {name: keras.metrics.Mean(name=name) for name in LOSS_NAMES}
         self.g_optimizer = None
         self.d_optimizer = None
@@ -87,8 +95,8 @@ class GauGAN(keras.Model):
         to ``keras.Model.compile``.
         """
         super().compile(**kwargs)
-        g_optimizer = g_optimizer or default_optimizer(1e-4)
-        d_optimizer = d_optimizer or default_optimizer(4e-4)
+        g_optimizer = g_optimizer or make_optimizer("torch_adam", 1e-4)
+        d_optimizer = d_optimizer or make_optimizer("torch_adam", 4e-4)
         if keras.mixed_precision.dtype_policy().name == "mixed_float16":
             g_optimizer = _loss_scaled(g_optimizer)
             d_optimizer = _loss_scaled(d_optimizer)
@@ -168,6 +176,10 @@ class GauGAN(keras.Model):
                                        if self.feature_matching_weight else zeros)
         terms["g_vgg"] = (self.vgg_weight * losses.vgg_loss(self.vgg_features, fake, real)
                           if self.vgg_weight else zeros)
+        if kl is not None and self.kl_reduction == "per_replica_sum":
+            # The reference sums KL over each GPU's examples: as a per-example value reduced
+            # over the global batch, that is each KL times the replica's batch size.
+            kl = kl * tf.cast(tf.shape(kl)[0], kl.dtype)
         terms["g_kl"] = self.kl_weight * kl if kl is not None else zeros
         terms["g_total"] = tf.add_n(list(terms.values()))
         return terms

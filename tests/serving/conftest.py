@@ -23,6 +23,7 @@ if str(ROOT) not in sys.path:  # --import-mode=importlib does not add the rootdi
 
 from serving.client import SpadeClient  # noqa: E402
 from serving.server import SpadeServer  # noqa: E402
+from spade_tf import inference  # noqa: E402
 from spade_tf import signatures as sig  # noqa: E402
 from spade_tf.config import Config, ModelConfig  # noqa: E402
 from spade_tf.export import export_model  # noqa: E402
@@ -79,17 +80,16 @@ class ExportedModel:
         inputs = {"semantic": semantic}
         if latent is not None:
             inputs["latent"] = latent
-        image = self.generator(inputs, training=False).numpy()
-        return np.clip(np.round((image + 1) * 127.5), 0, 255).astype(np.uint8)
+        return inference.to_uint8(self.generator(inputs, training=False)).numpy()
 
+    # The package's one rule for styles (spade_tf.inference, checked against hand-written
+    # numbers in tests/spade_tf/test_inference.py): the export must follow it.
     def seeded_latent(self, seeds) -> tf.Tensor:
-        """export.py's rule: one stateless normal draw per seed, with seed [seed, 0]."""
-        return tf.stack([tf.random.stateless_normal(
-            [self.config.latent_dim], seed=tf.constant([seed, 0], tf.int64)) for seed in seeds])
+        return inference.seeded_latent(np.asarray(seeds, np.int64), self.config.latent_dim)
 
     def style_latent(self, style: np.ndarray) -> tf.Tensor:
-        photo = tf.cast(style, tf.float32) / 127.5 - 1.0
-        return self.encoder(photo, training=False)["mean"]
+        return inference.style_latent(self.encoder, self.config.latent_dim, len(style),
+                                      photo=inference.photo_to_unit(style))
 
 
 def _export(root: Path, name: str, config: ModelConfig, seed: int,

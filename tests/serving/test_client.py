@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import grpc
 import numpy as np
 import pytest
@@ -73,14 +75,17 @@ def test_metadata_and_status(vae_client, plain_client):
     metadata = vae_client.metadata()
     assert metadata["name"] == "spade" and metadata["version"] == 1
     assert sorted(metadata["signatures"]) == sorted(
-        [sig.DEFAULT_SIGNATURE, sig.SEEDED_SIGNATURE, sig.STYLE_SIGNATURE, sig.ENCODE_SIGNATURE])
+        [sig.DEFAULT_SIGNATURE, sig.SEEDED_SIGNATURE, sig.STYLE_SIGNATURE, sig.ENCODE_SIGNATURE,
+         sig.PNG_SIGNATURE, sig.PNG_SEEDED_SIGNATURE, sig.PNG_STYLE_SIGNATURE,
+         sig.MODEL_INFO_SIGNATURE])
     seeded = metadata["signatures"][sig.SEEDED_SIGNATURE]
     assert seeded["inputs"] == {sig.LABEL_IDS: ("int32", [-1, -1, -1]),
                                 sig.INSTANCE_IDS: ("int32", [-1, -1, -1]),
                                 sig.SEED: ("int64", [-1])}
     assert seeded["outputs"] == {sig.IMAGE: ("uint8", [-1, 64, 64, 3])}
     assert vae_client.status() == {1: "AVAILABLE"}
-    assert list(plain_client.metadata()["signatures"]) == [sig.DEFAULT_SIGNATURE]
+    assert sorted(plain_client.metadata()["signatures"]) == sorted(
+        [sig.DEFAULT_SIGNATURE, sig.PNG_SIGNATURE, sig.MODEL_INFO_SIGNATURE])
 
 
 def test_server_errors_are_serving_errors_with_the_code(vae_client, vae_model, vae_server):
@@ -172,7 +177,9 @@ def test_spade_synthesize_errors_are_one_line_and_exit_2(tmp_path, capsys, vae_s
     cases = [
         (["--label", str(tmp_path / "missing.png")], "missing.png"),
         (["--label", str(tmp_path / "rgb.png")], "single-channel"),
-        (["--label", str(tmp_path / "label.png"), "--seed", "1"], "INVALID_ARGUMENT"),
+        # Found before the call since spade-synthesize reads the model's description.
+        (["--label", str(tmp_path / "label.png"), "--seed", "1"],
+         "this model uses instance maps (model.use_instance_edges): give --instances"),
         (["--label", str(tmp_path / "label.png"), "--instance", str(tmp_path / "label.png"),
           "--model-name", "nope"], "NOT_FOUND"),
     ]
@@ -185,3 +192,31 @@ def test_spade_synthesize_errors_are_one_line_and_exit_2(tmp_path, capsys, vae_s
     with pytest.raises(SystemExit) as exited:  # --seed and --style exclude each other
         synthesize_main([*server, "--label", "x.png", "--seed", "1", "--style", "y.png"])
     assert exited.value.code == 2
+
+
+def test_total_timeout_bounds_the_retries():
+    # Nothing listens on port 1: without the bound, 10 retries would wait 0.5 * (2**10 - 1) s.
+    started = time.monotonic()
+    with SpadeClient("127.0.0.1:1", timeout=5.0, retries=10, backoff=0.5,
+                     total_timeout=1.5) as down:
+        with pytest.raises(ServingError) as raised:
+            down.metadata()
+    assert raised.value.code == grpc.StatusCode.UNAVAILABLE
+    assert time.monotonic() - started < 3.0
+
+
+def test_serving_errors_read_without_tensorflow_formatting(vae_client, vae_model):
+    maps = vae_model.random_maps(seed=27)
+    with pytest.raises(ServingError) as raised:
+        vae_client.synthesize(np.full((64, 64), 6), maps[sig.INSTANCE_IDS][0], seed=1)
+    # The server sends TF Serving's wording; the error reads as a sentence.
+    assert raised.value.message.startswith("assertion failed: [label ids must be in 0..3")
+    assert str(raised.value) == ("INVALID_ARGUMENT: label ids must be in 0..3; found id 6 "
+                                 "(occurrences: 4096). Check the class count of the model and "
+                                 "of the label maps.")
+    with pytest.raises(ServingError) as raised:
+        vae_client.synthesize(np.zeros((64, 64), np.int32), maps[sig.INSTANCE_IDS][0],
+                              style_image=np.zeros((2, 8, 8, 3), np.uint8))
+    assert str(raised.value) == "INVALID_ARGUMENT: one style_image per label map (received 2)"
+
+

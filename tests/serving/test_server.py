@@ -27,6 +27,8 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
+from serving import model_manager
+from serving import server as server_module
 from serving.client import SpadeClient
 from serving.model_manager import ModelManager
 from serving.server import PREDICTION_SERVICE, ServerStartError, SpadeServer
@@ -285,15 +287,26 @@ def test_metadata_lists_the_documented_signatures(vae_stubs, plain_stubs, vae_mo
                                     tf.uint8.as_datatype_enum, tf.float32.as_datatype_enum)
     maps = {sig.LABEL_IDS: int32, sig.INSTANCE_IDS: int32}
     image = {sig.IMAGE: uint8}
+    string = tf.string.as_datatype_enum
+    pngs = {sig.LABEL_PNG: string, sig.INSTANCE_PNG: string}
+    png_out = {sig.IMAGE_PNG: string}
     assert _signature_map(response) == {
         sig.DEFAULT_SIGNATURE: (maps, image),
         sig.SEEDED_SIGNATURE: ({**maps, sig.SEED: int64}, image),
         sig.STYLE_SIGNATURE: ({**maps, sig.STYLE_IMAGE: uint8}, image),
         sig.ENCODE_SIGNATURE: ({sig.STYLE_IMAGE: uint8},
                                {sig.MEAN: float32, sig.LOG_VARIANCE: float32}),
+        sig.PNG_SIGNATURE: (pngs, png_out),
+        sig.PNG_SEEDED_SIGNATURE: ({**pngs, sig.SEED: int64}, png_out),
+        sig.PNG_STYLE_SIGNATURE: ({**pngs, sig.STYLE_PNG: string}, png_out),
+        sig.MODEL_INFO_SIGNATURE: ({sig.MODEL_INFO_REQUEST: int32}, {sig.METADATA_JSON: string}),
     }
     plain = _metadata(plain_stubs, plain_model.name, metadata_field=["signature_def"])
-    assert _signature_map(plain) == {sig.DEFAULT_SIGNATURE: ({sig.LABEL_IDS: int32}, image)}
+    assert _signature_map(plain) == {
+        sig.DEFAULT_SIGNATURE: ({sig.LABEL_IDS: int32}, image),
+        sig.PNG_SIGNATURE: ({sig.LABEL_PNG: string}, png_out),
+        sig.MODEL_INFO_SIGNATURE: ({sig.MODEL_INFO_REQUEST: int32}, {sig.METADATA_JSON: string}),
+    }
 
 
 @pytest.mark.parametrize("fields, code", [
@@ -370,6 +383,79 @@ def test_start_errors(tmp_path, vae_server, vae_model):
     (broken / "1" / "saved_model.pb").write_bytes(b"junk")
     with pytest.raises(ServerStartError, match="could not load version 1"):
         SpadeServer(broken, port=0).start()
+
+
+def test_start_refuses_an_export_base_or_a_version_folder(vae_model):
+    exports = vae_model.base.parent
+    with pytest.raises(ServerStartError, match=f"give --model-base-path {exports / 'spade'}"):
+        SpadeServer(exports, vae_model.name, port=0).start()
+    with pytest.raises(ServerStartError,
+                       match=f"give its parent: --model-base-path {vae_model.base}"):
+        SpadeServer(vae_model.version_dir, vae_model.name, port=0).start()
+
+
+INTERNALS = ("{{", "[[", "[Op:", "node ", "Graph execution error")
+
+
+@pytest.mark.parametrize("case", ["id out of range", "wrong image size", "over-size batch"])
+def test_in_graph_refusals_carry_no_graph_internals(case, vae_stubs, vae_model):
+    build, code, words = ERRORS[case]
+    with pytest.raises(grpc.RpcError) as raised:
+        vae_stubs.prediction.Predict(build(vae_model), timeout=DEADLINE)
+    details = raised.value.details()
+    # TF Serving's wording of the check (what its clients parse), minus node and op names.
+    assert details.startswith("assertion failed: ["), details
+    assert not [part for part in INTERNALS if part in details], details
+
+
+def _slow_load_server(base, name, monkeypatch):
+    """A polling server whose next version load blocks until ``release`` is set."""
+    loading, release = threading.Event(), threading.Event()
+    real = model_manager.ServableVersion
+
+    def slow(*args, **kwargs):
+        loading.set()
+        release.wait(60)
+        return real(*args, **kwargs)
+
+    server = SpadeServer(base, name, port=0, poll_seconds=0.05)
+    server.start()
+    monkeypatch.setattr(model_manager, "ServableVersion", slow)
+    return server, loading, release
+
+
+def test_stop_waits_for_a_load_in_progress_and_nothing_is_swapped_in_after(
+        tmp_path, plain_model, copy_version, monkeypatch):
+    base = tmp_path / "plain"
+    copy_version(plain_model, base, 1)
+    spec = model_pb2.ModelSpec(name=plain_model.name)
+    real_class = model_manager.ServableVersion
+
+    # A load that outlasts stop()'s bound: stop returns, the late version is dropped.
+    server, loading, release = _slow_load_server(base, plain_model.name, monkeypatch)
+    monkeypatch.setattr(server_module, "POLL_STOP_SECONDS", 0.5)
+    copy_version(plain_model, base, 2)
+    assert loading.wait(30)
+    started = time.monotonic()
+    assert server.stop(grace=0).wait(10)
+    assert 0.4 < time.monotonic() - started < 5  # it waited, within the bound
+    release.set()
+    server.manager._thread.join(30)
+    assert server.manager.current.version == 1
+    state = server.manager.states(spec)[2]
+    assert state.state == END and "stopped while it was loading" in state.error
+
+    # A load that ends within the bound: stop() returns after the poll thread has ended.
+    monkeypatch.setattr(model_manager, "ServableVersion", real_class)
+    server, loading, release = _slow_load_server(base, plain_model.name, monkeypatch)
+    monkeypatch.setattr(server_module, "POLL_STOP_SECONDS", 30.0)
+    copy_version(plain_model, base, 3)
+    assert loading.wait(30)
+    threading.Timer(0.5, release.set).start()
+    server.stop(grace=0).wait(10)
+    assert not server.manager._thread.is_alive()
+    assert server.manager.current.version == 2  # 3 was loading when stop() came
+    assert server.manager.states(spec)[3].state == END
 
 
 # -- spade-serve as a process ----------------------------------------------------------

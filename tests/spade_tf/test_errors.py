@@ -22,3 +22,15 @@ def test_an_in_graph_id_check_reads_as_a_sentence():
 def test_messages_without_internals_are_kept():
     message = "label_ids must be [batch, 64, 64] (this model's image size); resize it first"
     assert readable_tf_message(message) == message
+
+
+@pytest.mark.parametrize("details, readable", [
+    ("{{function_node __wrapped__Foo}} assertion failed: [x is wrong] [Condition x == y did not "
+     "hold element-wise:] [x (a:0) = ] [3] [y (b:0) = ] [4] [Op:Foo] name: ",
+     "x is wrong (received 3)"),
+    ("Servable not found for request: Latest(nope)", "Servable not found for request: "
+                                                     "Latest(nope)"),
+    ("assertion failed: [bad] [7]\n\t [[{{node check/Assert}}]]", "bad 7"),
+])
+def test_readable_details(details, readable):
+    assert readable_tf_message(details) == readable

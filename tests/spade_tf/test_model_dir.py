@@ -7,6 +7,7 @@ from spade_tf.model_dir import (
     ModelDir,
     ModelDirError,
     atomic_directory,
+    checkpoint_steps,
     load_model_dir,
     save_model_dir,
 )
@@ -54,3 +55,45 @@ def test_failure_inside_leaves_nothing_and_keeps_the_old_folder(tmp_path):
 def test_not_a_model_folder(tmp_path):
     with pytest.raises(ModelDirError, match="is not a spade-tf model folder"):
         load_model_dir(tmp_path)
+
+
+def test_weights_from_a_training_checkpoint(tmp_path):
+    config = Config(model=TINY)
+    generator, encoder = build_generator(TINY), build_encoder(TINY)
+    folder = save_model_dir(tmp_path / "model", ModelDir(config, generator, encoder=encoder))
+    # As training writes them: generator and encoder (and more) in checkpoints/ckpt-<step>.
+    manager = tf.train.CheckpointManager(
+        tf.train.Checkpoint(generator=generator, encoder=encoder), str(folder / "checkpoints"),
+        max_to_keep=3)
+    kernels = [v for v in generator.trainable_variables if "kernel" in v.path]
+    first = kernels[0].numpy()
+    manager.save(checkpoint_number=4)
+    kernels[0].assign(first + 1.0)
+    manager.save(checkpoint_number=8)
+    assert checkpoint_steps(folder) == [4, 8]
+    by_step = {which: load_model_dir(folder, ("generator",), checkpoint=which).generator
+               for which in ("latest", 4, "4")}
+    loaded_kernel = lambda network: [v for v in network.trainable_variables  # noqa: E731
+                                     if "kernel" in v.path][0].numpy()
+    np.testing.assert_array_equal(loaded_kernel(by_step["latest"]), first + 1.0)
+    np.testing.assert_array_equal(loaded_kernel(by_step[4]), first)
+    np.testing.assert_array_equal(loaded_kernel(by_step["4"]), first)
+    np.testing.assert_array_equal(loaded_kernel(load_model_dir(folder).generator), first)
+    with pytest.raises(ModelDirError, match="keeps no checkpoint of step 5: the kept steps "
+                                            "are 4, 8"):
+        load_model_dir(folder, checkpoint=5)
+    with pytest.raises(ModelDirError, match="expected 'latest' or a step number"):
+        load_model_dir(folder, checkpoint="best")
+    with pytest.raises(ModelDirError, match="has no training checkpoints"):
+        load_model_dir(save_model_dir(tmp_path / "other", ModelDir(config, generator)),
+                       checkpoint="latest")
+
+
+def test_a_model_folder_carries_its_class_table(tmp_path):
+    model = ModelConfig(**{**TINY.__dict__, "classes": "synthetic", "num_classes": 8})
+    folder = save_model_dir(tmp_path / "model", ModelDir(Config(model=model),
+                                                         build_generator(model)))
+    text = (folder / "config.yaml").read_text()
+    assert "classes:\n  source:" in text and "name: person" in text
+    table = load_model_dir(folder).config.classes()
+    assert table.names[-1] == "person" and table.colors[6] == (210, 40, 40)

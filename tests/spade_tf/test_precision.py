@@ -63,8 +63,11 @@ def test_copies_compute_in_the_reduced_type_with_the_same_weights(calibrated):
         np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
 
 
-@pytest.mark.parametrize("precision, mean_tolerance", [("bfloat16", 0.02), ("float16", 0.002)])
-def test_output_stays_close_to_float32(calibrated, precision, mean_tolerance):
+# Measured on the calibrated generator (outputs within +-0.994): bfloat16 mean 0.0063, max
+# 0.041; float16 mean 0.00075, max 0.0078. Tolerances are about twice those.
+@pytest.mark.parametrize("precision, mean_tolerance, max_tolerance", [
+    ("bfloat16", 0.0125, 0.08), ("float16", 0.0015, 0.016)])
+def test_output_stays_close_to_float32(calibrated, precision, mean_tolerance, max_tolerance):
     generator = calibrated
     inputs = {"semantic": _semantic(99)}
     reference = generator(inputs, training=False).numpy()
@@ -72,7 +75,8 @@ def test_output_stays_close_to_float32(calibrated, precision, mean_tolerance):
     assert reduced.dtype == tf.float32
     difference = np.abs(reduced.numpy() - reference)
     assert reference.std() > 0.05 and np.mean(np.abs(reference) > 0.99) < 0.5  # not saturated
-    assert difference.mean() < mean_tolerance and difference.max() < 25 * mean_tolerance
+    assert difference.mean() < mean_tolerance, difference.mean()
+    assert difference.max() < max_tolerance, difference.max()
 
 
 def test_encoder_copy_matches_float32():
@@ -82,8 +86,9 @@ def test_encoder_copy_matches_float32():
     reference = encoder(photo, training=False)["mean"].numpy()
     reduced = with_precision(encoder, "bfloat16")(photo, training=False)["mean"].numpy()
     assert network_precision(with_precision(encoder, "bfloat16")) == "bfloat16"
-    # bf16 keeps ~3 significant digits; six convolutions leave a few per cent.
-    np.testing.assert_allclose(reduced, reference, atol=0.1 * np.abs(reference).max())
+    # bf16 keeps ~3 significant digits; six convolutions leave a few per cent (measured:
+    # 3.1% of the largest mean).
+    np.testing.assert_allclose(reduced, reference, atol=0.06 * np.abs(reference).max())
 
 
 def test_unknown_precision_is_refused(calibrated):
@@ -111,7 +116,10 @@ def test_bfloat16_export_serves_close_to_the_float32_generator(calibrated, tmp_p
     reference = calibrated({"semantic": _semantic_of(labels)}, training=False).numpy()
     reference = to_uint8(reference).numpy().astype(np.float64)
     difference = np.abs(image.astype(np.float64) - reference)
-    assert reference.std() > 5 and difference.mean() < 0.02 * 127.5
+    # Measured: 0.81 grey levels on average, 6 at most.
+    assert reference.std() > 5
+    assert difference.mean() < 1.6 and difference.max() <= 12, (difference.mean(),
+                                                                  difference.max())
 
 
 def test_a_model_that_keeps_its_saved_dtypes_is_refused():

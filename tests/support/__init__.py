@@ -8,7 +8,20 @@
 - ``one_step_worker.py``, ``kill_during_training.py``: scripts the training tests run.
 """
 
+import os
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+def import_torch():
+    """PyTorch, or a skip where it is not installed (the optional ``[convert]`` extra); under
+    ``make test`` (``SPADE_TF_REQUIRE_TORCH=1``, torch installed) a missing torch fails."""
+    if os.environ.get("SPADE_TF_REQUIRE_TORCH") == "1":
+        import torch
+
+        return torch
+    return pytest.importorskip("torch")

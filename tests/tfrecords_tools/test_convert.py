@@ -237,10 +237,156 @@ def test_empty_folder_and_cli(tmp_path, capsys):
                  str(tmp_path / "syn/instances"), "--num-classes", "8", "--workers", "2",
                  "--out", str(tmp_path / "tfr")]) == 0
     err = capsys.readouterr().err
-    assert "checked pairs: 4/4" in err and "wrote 4 examples in 1 shards" in err
+    assert "checked pairs: 4/4" in err and "wrote 4 examples in 1 shard to" in err
     assert main(["inspect", str(tmp_path / "tfr")]) == 0
     assert "schema check: OK" in capsys.readouterr().out
     state = json.loads((tmp_path / "tfr" / ".convert-state.json").read_text())
     assert "fingerprint" in state
     assert list_folders(tmp_path / "syn/images", tmp_path / "syn/labels", 8).rule.num_classes == 8
     assert tf.io.gfile.exists(str(tmp_path / "tfr" / "manifest.json"))
+
+
+def _files(folder):
+    return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(folder.iterdir())}
+
+
+def test_interrupted_overwrite_keeps_the_old_conversion_and_resumes(
+        synthetic_dir, synthetic_records, tmp_path, monkeypatch):
+    old = _copy_records(synthetic_records, tmp_path / "records")
+    before = _files(old)
+    other = _copy_dataset(synthetic_dir, tmp_path / "other")
+    for kind in ("images", "labels", "instances"):
+        (other / kind / "scene_00000.png").unlink()
+    listing = synthetic_listing(other)
+    real_write = convert_module._write_shard
+    written = []
+
+    def write_then_die(path, records):
+        if written:
+            raise KeyboardInterrupt
+        written.append(path.name)
+        return real_write(path, records)
+
+    monkeypatch.setattr(convert_module, "_write_shard", write_then_die)
+    with pytest.raises(KeyboardInterrupt) as stop:
+        convert_listing(listing, old, num_shards=2, workers=1, overwrite=True, report=quiet)
+    assert str(stop.value) == (f"interrupted after 1 of 2 shards; run the same command to "
+                               f"resume (finished shards are kept); {old} still holds the "
+                               "earlier conversion")
+    assert _files(old) == before
+    staging = tmp_path / ".records.converting"
+    assert sorted(p.name for p in staging.iterdir()) == [".convert-state.json", *written]
+    kept = (staging / written[0]).stat().st_mtime_ns
+
+    # Without --overwrite the old conversion is still refused, untouched.
+    with pytest.raises(ConversionFailed, match="already holds a finished conversion of "
+                                               r"folders train \(12 examples in 3 shards\)"):
+        convert_listing(listing, old, num_shards=2, workers=1, report=quiet)
+    monkeypatch.setattr(convert_module, "_write_shard", real_write)
+    messages = []
+    manifest = convert_listing(listing, old, num_shards=2, workers=1, overwrite=True,
+                               report=messages.append)
+    assert "(resuming: 1 finished shard kept)" in messages[0]
+    assert manifest.num_examples == SCENES - 1 and read_manifest(old).num_examples == SCENES - 1
+    assert (old / written[0]).stat().st_mtime_ns == kept
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other", "records"]
+    _, report = inspect_dataset(old)
+    assert report.problems == []
+
+
+def test_the_same_conversion_again_does_nothing_and_repairs_a_lost_shard(
+        synthetic_dir, synthetic_records, tmp_path, monkeypatch):
+    out = _copy_records(synthetic_records, tmp_path / "records")
+    before = _files(out)
+
+    def no_check(*args, **kwargs):
+        raise AssertionError("the pairs were checked again")
+
+    monkeypatch.setattr(convert_module, "check_pairs", no_check)
+    messages = []
+    manifest = convert_listing(synthetic_listing(synthetic_dir), out, num_shards=3, workers=1,
+                               report=messages.append)
+    assert manifest == read_manifest(out) and _files(out) == before
+    assert messages == [f"{out} already holds this conversion (12 examples in 3 shards); "
+                        "nothing to do (add --overwrite to convert again)"]
+
+    monkeypatch.undo()
+    lost = sorted(out.glob("*.tfrecord"))[1]
+    lost.unlink()
+    messages.clear()
+    convert_listing(synthetic_listing(synthetic_dir), out, num_shards=3, workers=1,
+                    report=messages.append)
+    assert messages[0].startswith(f"repairing {out}: shard {lost} listed in the manifest is "
+                                  "missing")
+    after = _files(out)
+    assert after[lost.name][0] == before[lost.name][0]
+    for name in before:  # the other shards were kept as they were
+        if name.endswith(".tfrecord") and name != lost.name:
+            assert after[name] == before[name]
+
+
+def test_output_folders_that_are_not_a_conversion_are_refused_even_with_overwrite(
+        synthetic_dir, synthetic_records, tmp_path):
+    listing = synthetic_listing(synthetic_dir)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    for overwrite in (False, True):
+        with pytest.raises(ConversionFailed, match=f"--out {mine} is not empty and holds no "
+                                                   r"conversion \(notes.txt\)"):
+            convert_listing(listing, mine, workers=1, overwrite=overwrite, report=quiet)
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+
+    records = _copy_records(synthetic_records, tmp_path / "records")
+    (records / "README.txt").write_text("mine")
+    before = _files(records)
+    with pytest.raises(ConversionFailed, match=r"and other files \(README.txt\) that "
+                                               "--overwrite would delete"):
+        convert_listing(listing, records, num_shards=2, workers=1, overwrite=True,
+                        report=quiet)
+    assert _files(records) == before
+    with pytest.raises(ConversionFailed, match="num_shards -1: expected a positive number"):
+        convert_listing(listing, tmp_path / "new", num_shards=-1, report=quiet)
+    with pytest.raises(ConversionFailed, match="workers -2: expected a positive number"):
+        convert_listing(listing, tmp_path / "new", workers=-2, report=quiet)
+    assert not (tmp_path / "new").exists()
+
+
+def test_an_unfinished_conversion_of_other_data_is_not_thrown_away(synthetic_dir, tmp_path,
+                                                                    monkeypatch):
+    out = tmp_path / "out"
+    real_write = convert_module._write_shard
+    calls = []
+
+    def write_once(path, records):
+        if calls:
+            raise KeyboardInterrupt
+        calls.append(path)
+        return real_write(path, records)
+
+    monkeypatch.setattr(convert_module, "_write_shard", write_once)
+    with pytest.raises(KeyboardInterrupt):
+        convert_listing(synthetic_listing(synthetic_dir), out, num_shards=3, workers=1,
+                        report=quiet)
+    before = _files(out)
+    monkeypatch.undo()
+    with pytest.raises(ConversionFailed, match=r"already holds an unfinished conversion of "
+                                               r"folders train \(1 of 3 shards written\)"):
+        convert_listing(synthetic_listing(synthetic_dir), out, num_shards=4, workers=1,
+                        report=quiet)
+    assert _files(out) == before
+
+
+def test_a_pair_that_changes_after_the_check_is_reported(synthetic_dir, tmp_path,
+                                                         monkeypatch):
+    from tfrecords_tools.checks import BadPair
+
+    def changed(pair, rule):
+        raise BadPair(f"{pair.image} cannot be decoded: image file is truncated")
+
+    monkeypatch.setattr(convert_module, "encode_pair", changed)
+    with pytest.raises(ConversionFailed, match="the file changed during the conversion; run "
+                                               "the same command again"):
+        convert_listing(synthetic_listing(synthetic_dir), tmp_path / "out", workers=1,
+                        report=quiet)
+    assert not list((tmp_path / "out").glob("*.tfrecord"))

@@ -8,6 +8,7 @@ from PIL import Image
 
 from tfrecords_tools.datasets import (
     DatasetLayoutError,
+    LabelRule,
     list_ade20k,
     list_cityscapes,
     list_coco_stuff,
@@ -84,3 +85,112 @@ def test_empty_and_missing_folders(tmp_path):
         list_folders(tmp_path / "nope", tmp_path / "lab", 3)
     with pytest.raises(DatasetLayoutError, match="--dontcare-label 2 is also a class id"):
         list_folders(tmp_path / "img", tmp_path / "lab", 3, dontcare_label=2)
+
+
+def _touch_jpg(path: Path, size=(8, 6)) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.zeros(size[::-1], np.uint8)).save(path, format="JPEG")
+
+
+JPEG_WORDS = "is a JPEG file: lossy compression changes ids at region edges; save the"
+
+
+def test_jpeg_label_maps_are_named_in_every_layout(tmp_path):
+    # A JPEG map beside PNG ones: that pair's problem says why, not "no label map".
+    _touch_png(tmp_path / "f/img/a.png", mode="RGB")
+    _touch_png(tmp_path / "f/img/b.png", mode="RGB")
+    _touch_png(tmp_path / "f/lab/a.png")
+    _touch_jpg(tmp_path / "f/lab/b.jpg")
+    _touch_png(tmp_path / "f/inst/b.png")
+    _touch_jpg(tmp_path / "f/inst/a.jpeg")
+    listing = list_folders(tmp_path / "f/img", tmp_path / "f/lab", 3, instances=tmp_path / "f/inst")
+    problems = {p.key: p.problem for p in listing.pairs}
+    assert problems == {
+        "a": f"the instance map {tmp_path / 'f/inst/a.jpeg'} {JPEG_WORDS} instance maps as PNG",
+        "b": f"the label map {tmp_path / 'f/lab/b.jpg'} {JPEG_WORDS} label maps as PNG"}
+
+    city = tmp_path / "city"
+    _touch_png(city / "leftImg8bit/val/ulm/ulm_1_leftImg8bit.png", mode="RGB")
+    _touch_png(city / "leftImg8bit/val/ulm/ulm_2_leftImg8bit.png", mode="RGB")
+    _touch_png(city / "gtFine/val/ulm/ulm_1_gtFine_labelIds.png")
+    _touch_jpg(city / "gtFine/val/ulm/ulm_2_gtFine_labelIds.jpg")
+    for name in ("ulm_1", "ulm_2"):
+        _touch_png(city / f"gtFine/val/ulm/{name}_gtFine_instanceIds.png")
+    pair = list_cityscapes(city, "val").pairs[1]
+    assert pair.problem.startswith("the label map ") and JPEG_WORDS in pair.problem
+    assert "ulm_2_gtFine_labelIds.jpg" in pair.problem
+
+    ade = tmp_path / "ade"
+    for index in (1, 2):
+        Image.new("RGB", (8, 6)).save(_mkdirs(ade / f"images/training/ADE_train_{index}.jpg"))
+    _touch_png(ade / "annotations/training/ADE_train_1.png")
+    _touch_jpg(ade / "annotations/training/ADE_train_2.jpg")
+    listing = list_ade20k(ade, "train")
+    assert [p.key for p in listing.pairs] == ["images/training/ADE_train_1",
+                                              "images/training/ADE_train_2"]
+    assert listing.pairs[0].problem is None and JPEG_WORDS in listing.pairs[1].problem
+
+    coco = tmp_path / "coco"
+    for folder, name in [("val_img", "1.jpg"), ("val_img", "2.jpg"), ("val_label", "1.png"),
+                         ("val_inst", "1.png"), ("val_inst", "2.png")]:
+        Image.new("RGB" if folder == "val_img" else "L", (4, 4)).save(
+            _mkdirs(coco / folder / name))
+    _touch_jpg(coco / "val_label/2.jpg")
+    pair = list_coco_stuff(coco, "val").pairs[1]
+    assert pair.problem.startswith("the label map ") and "val_label/2.jpg" in pair.problem
+
+
+def _mkdirs(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def test_a_folder_of_jpeg_maps_is_refused_before_decoding(tmp_path):
+    _touch_png(tmp_path / "img/a.png", mode="RGB")
+    _touch_png(tmp_path / "img/b.png", mode="RGB")
+    _touch_jpg(tmp_path / "lab/a.jpg")
+    _touch_jpg(tmp_path / "lab/b.jpg")
+    with pytest.raises(DatasetLayoutError, match=r"the label maps in .*lab are JPEG files "
+                                                 r"\(2, e.g. a.jpg\): lossy compression"):
+        list_folders(tmp_path / "img", tmp_path / "lab", 3)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetLayoutError, match=r"no label maps \(.png\) found in .*empty for "
+                                                 "the 2 images"):
+        list_folders(tmp_path / "img", tmp_path / "empty", 3)
+    with pytest.raises(DatasetLayoutError, match="--images and --labels are the same folder"):
+        list_folders(tmp_path / "img", tmp_path / "img", 3)
+
+
+def test_wrong_roots_and_splits_say_what_was_expected(tmp_path):
+    (tmp_path / "file.txt").write_text("")
+    with pytest.raises(DatasetLayoutError, match="--root .*file.txt is a file; expected the "
+                                                 "Cityscapes folder that holds leftImg8bit/"):
+        list_cityscapes(tmp_path / "file.txt", "train")
+    with pytest.raises(DatasetLayoutError, match="--root .*nope does not exist; expected the "
+                                                 "COCO-Stuff folder"):
+        list_coco_stuff(tmp_path / "nope", "train")
+    _touch_png(tmp_path / "city/leftImg8bit/val/x/x_1_leftImg8bit.png", mode="RGB")
+    with pytest.raises(DatasetLayoutError, match=r"train does not exist \(--split train; "
+                                                 r"splits found: val\)"):
+        list_cityscapes(tmp_path / "city", "train")
+    (tmp_path / "coco/val_img").mkdir(parents=True)
+    with pytest.raises(DatasetLayoutError, match=r"test_img does not exist \(--split test; "
+                                                 r"splits found: val\)"):
+        list_coco_stuff(tmp_path / "coco", "test")
+
+
+def test_out_of_range_ids_hint_at_options_the_layout_has(tmp_path):
+    from tfrecords_tools.checks import check_pair
+
+    city = tmp_path / "city"
+    _touch_png(city / "leftImg8bit/val/x/x_1_leftImg8bit.png", mode="RGB")
+    label = city / "gtFine/val/x/x_1_gtFine_labelIds.png"
+    label.parent.mkdir(parents=True)
+    Image.fromarray(np.full((6, 8), 40, np.uint8)).save(label)
+    _touch_png(city / "gtFine/val/x/x_1_gtFine_instanceIds.png")
+    listing = list_cityscapes(city, "val")
+    problem = check_pair(listing.pairs[0], listing.rule).problem
+    assert problem.endswith("has label ids [40] outside 0..34 (48 pixels); check that it is a "
+                            "Cityscapes label map of ids.")
+    problem = check_pair(listing.pairs[0], LabelRule(35)).problem  # as --dataset folders
+    assert problem.endswith("check --num-classes / --dontcare-label or the label map.")

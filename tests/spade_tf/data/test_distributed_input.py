@@ -20,7 +20,7 @@ from spade_tf.data import make_input_fn
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 model = ModelConfig(num_classes=8, use_instance_edges=True, crop_size=64)
 input_fn = make_input_fn({path!r}, model, DataConfig(preprocess="none"), global_batch_size=4,
-                         augment=False, shuffle=False)
+                         augment=False, shuffle=False, num_epochs=1)
 dataset = strategy.distribute_datasets_from_function(input_fn)
 per_replica, labels = [], []
 for batch in dataset:
@@ -51,7 +51,7 @@ def test_two_input_pipelines_read_disjoint_halves(tmp_path):
     for shards in (4, 1):  # whole shards per pipeline, then every other record of one
         input_fn = make_input_fn(_records(tmp_path, shards), model, DataConfig(preprocess="none"),
                                  global_batch_size=2, augment=False, shuffle=False,
-                                 drop_remainder=False)
+                                 drop_remainder=False, num_epochs=1)
         seen = []
         for pipeline in range(2):
             context = tf.distribute.InputContext(2, pipeline, 2)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from support import import_torch
 
 # Segmenter classes: pixel colour -> nearest palette entry.
 PALETTE = np.array([[250, 20, 20], [20, 250, 20], [20, 20, 250], [240, 240, 30]], np.uint8)
@@ -47,7 +48,7 @@ def detector_features():
 def torchscript_detector(tmp_path_factory) -> Path:
     """A scripted module with the FID Inception's calling convention; features as
     ``detector_features``. Checks that it receives uint8 NCHW images."""
-    torch = pytest.importorskip("torch")
+    torch = import_torch()
 
     class TinyDetector(torch.nn.Module):
         def forward(self, img: torch.Tensor, return_features: bool = False) -> torch.Tensor:

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from support import import_torch
 
 from spade_tf.evaluation import EvaluationError, feature_statistics, frechet_distance
 
@@ -45,7 +46,7 @@ def test_identical_statistics_give_exactly_zero():
 
 
 def test_random_full_rank_case_matches_torch_eigenvalues():
-    torch = pytest.importorskip("torch")
+    torch = import_torch()
     rng = np.random.default_rng(2)
     a, b = rng.normal(size=(200, 12)), rng.normal(size=(150, 12)) @ rng.normal(size=(12, 12))
     mean_a, cov_a = feature_statistics(a)
@@ -59,7 +60,7 @@ def test_random_full_rank_case_matches_torch_eigenvalues():
 
 
 def test_rank_deficient_covariances_stay_finite():
-    torch = pytest.importorskip("torch")
+    torch = import_torch()
     rng = np.random.default_rng(3)
     a, b = rng.normal(size=(5, 32)), rng.normal(size=(6, 32)) + 0.1  # fewer samples than dims
     mean_a, cov_a = feature_statistics(a)

@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from support import import_torch
 
 from spade_tf.evaluation.inception import (
     InceptionError,
@@ -82,7 +83,7 @@ def test_torchscript_detector_gets_uint8_nchw_and_return_features(torchscript_de
 
 
 def test_torchscript_errors_are_explained(tmp_path, monkeypatch):
-    torch = pytest.importorskip("torch")
+    torch = import_torch()
     torch.save({"weight": torch.zeros(2)}, tmp_path / "state_dict.pth")
     with pytest.raises(InceptionError, match="is not a TorchScript module"):
         load_inception(tmp_path / "state_dict.pth")

@@ -21,6 +21,9 @@ from spade_tf.models import build_encoder, build_generator, build_semantic_input
 VAE = ModelConfig(num_classes=4, use_instance_edges=True, crop_size=64, base_filters=4,
                   spade_hidden_filters=8, use_vae=True, latent_dim=8, encoder_filters=4,
                   encoder_input_size=128)
+VAE_SIGNATURES = sorted([sig.DEFAULT_SIGNATURE, sig.SEEDED_SIGNATURE, sig.STYLE_SIGNATURE,
+                         sig.ENCODE_SIGNATURE, sig.PNG_SIGNATURE, sig.PNG_SEEDED_SIGNATURE,
+                         sig.PNG_STYLE_SIGNATURE, sig.MODEL_INFO_SIGNATURE])
 PLAIN = ModelConfig(num_classes=5, use_dontcare_label=True, crop_size=64, base_filters=4,
                     spade_hidden_filters=8)
 
@@ -45,8 +48,7 @@ def test_layout_version_and_metadata(exported):
     assert (exported["vae"] / "saved_model.pb").is_file()
     assert (exported["vae"] / sig.WARMUP_FILE).is_file()
     metadata = json.loads((exported["vae"] / sig.SPADE_METADATA_FILE).read_text())
-    assert metadata["signatures"] == sorted([sig.DEFAULT_SIGNATURE, sig.SEEDED_SIGNATURE,
-                                             sig.STYLE_SIGNATURE, sig.ENCODE_SIGNATURE])
+    assert metadata["signatures"] == VAE_SIGNATURES
     assert next_version(exported["vae"].parent) == 2
     assert not [p for p in exported["vae"].parent.iterdir() if p.name.startswith(".")]
 
@@ -59,8 +61,7 @@ def test_warmup_requests_are_prediction_logs_for_every_signature(exported):
         log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
         assert log.predict_log.request.model_spec.name == "spade"
         names.append(log.predict_log.request.model_spec.signature_name)
-    assert sorted(names) == sorted([sig.DEFAULT_SIGNATURE, sig.SEEDED_SIGNATURE,
-                                    sig.STYLE_SIGNATURE, sig.ENCODE_SIGNATURE])
+    assert sorted(names) == VAE_SIGNATURES
 
 
 LOAD_WITHOUT_SPADE = """
@@ -109,23 +110,28 @@ with tf.compat.v1.Session(graph=tf.Graph()) as session:
         if name.startswith("__"):  # the init op, not a serving signature
             continue
         labels = np.zeros((1, 64, 64), np.int32)
+        png = np.array([bytes.fromhex({png!r})], object)
         feeds = {{"label_ids": labels, "instance_ids": labels, "seed": np.array([3], np.int64),
-                  "style_image": np.zeros((1, 32, 32, 3), np.uint8)}}
+                  "style_image": np.zeros((1, 32, 32, 3), np.uint8), "label_png_bytes": png,
+                  "instance_png_bytes": png, "style_png_bytes": png,
+                  "request": np.zeros(1, np.int32)}}
         feed = {{info.name: feeds[key] for key, info in signature.inputs.items()}}
         fetch = {{key: info.name for key, info in signature.outputs.items()}}
         out = session.run(fetch, feed)
-        results[name] = sorted((key, list(value.shape)) for key, value in out.items())
+        results[name] = sorted((key, list(np.shape(value))) for key, value in out.items())
 print(json.dumps(results))
 """
 
 
 def test_runs_under_the_graph_loader_that_tf_serving_uses(exported):
     """TF Serving restores variables by the SavedModel's graph, not tf.saved_model.load."""
-    result = run_python(SESSION_LOADER.format(path=str(exported["vae"])))
+    png = tf.io.encode_png(np.zeros((64, 64, 1), np.uint8)).numpy().hex()
+    result = run_python(SESSION_LOADER.format(path=str(exported["vae"]), png=png))
     assert result[sig.DEFAULT_SIGNATURE] == [["image", [1, 64, 64, 3]]]
     assert result[sig.ENCODE_SIGNATURE] == [["log_variance", [1, 8]], ["mean", [1, 8]]]
-    assert set(result) == {sig.DEFAULT_SIGNATURE, sig.SEEDED_SIGNATURE, sig.STYLE_SIGNATURE,
-                           sig.ENCODE_SIGNATURE}
+    assert result[sig.PNG_STYLE_SIGNATURE] == [["image_png_bytes", [1]]]
+    assert result[sig.MODEL_INFO_SIGNATURE] == [["metadata_json", []]]
+    assert sorted(result) == VAE_SIGNATURES
 
 
 def test_graph_has_no_python_function_ops(exported):

@@ -1,8 +1,18 @@
-"""Full-size networks: counts and shapes must equal the reference's to the unit."""
+"""Full-size networks: counts and shapes must equal the reference's to the unit.
+
+The counts are the table of shared/DESIGN.md section 5 ("Trainable parameter counts"),
+measured on the reference implementation (NVlabs/SPADE) with base_filters 64, 2 D scales,
+4 D layers and latent 256. The suite's PyTorch networks (spade_tf.testing.torch_reference,
+built on torch's meta device: no memory, no time) must give the same numbers too, so the
+table, the Keras networks and the PyTorch networks of the parity tests agree.
+"""
+
+import os
 
 import numpy as np
 import pytest
 import tensorflow as tf
+from support import import_torch
 
 from spade_tf.config import ModelConfig
 from spade_tf.models import build_discriminator, build_encoder, build_generator
@@ -12,17 +22,22 @@ CITYSCAPES = {"num_classes": 35, "use_instance_edges": True, "crop_size": 512,
 ADE20K = {"num_classes": 150, "use_dontcare_label": True}
 COCO_STUFF = {"num_classes": 182, "use_dontcare_label": True, "use_instance_edges": True}
 
+# DESIGN.md section 5: (settings, upsampling, semantic channels, G, G with VAE).
+GENERATOR_TABLE = [
+    (CITYSCAPES, "more", 36, 93_048_003, 101_136_579),
+    (CITYSCAPES, "normal", 36, 93_048_003, 126_400_707),
+    (ADE20K, "normal", 151, 96_492_483, 111_942_595),
+    (COCO_STUFF, "normal", 184, 97_480_899, 112_626_883),
+]
+DISCRIMINATOR_TABLE = [(CITYSCAPES, 5_601_410), (ADE20K, 5_836_930), (COCO_STUFF, 5_904_514)]
+ENCODER_COUNT = 10_463_424
+
 
 def _count(model) -> int:
     return sum(int(np.prod(w.shape)) for w in model.trainable_weights)
 
 
-@pytest.mark.parametrize("settings, mode, channels, generator, generator_vae", [
-    (CITYSCAPES, "more", 36, 93_048_003, 101_136_579),
-    (CITYSCAPES, "normal", 36, 93_048_003, 126_400_707),
-    (ADE20K, "normal", 151, 96_492_483, 111_942_595),
-    (COCO_STUFF, "normal", 184, 97_480_899, 112_626_883),
-])
+@pytest.mark.parametrize("settings, mode, channels, generator, generator_vae", GENERATOR_TABLE)
 def test_generator_counts(settings, mode, channels, generator, generator_vae):
     config = ModelConfig(num_upsampling_layers=mode, **settings)
     assert config.semantic_channels == channels
@@ -31,15 +46,35 @@ def test_generator_counts(settings, mode, channels, generator, generator_vae):
                                               **settings))) == generator_vae
 
 
-@pytest.mark.parametrize("settings, discriminator", [
-    (CITYSCAPES, 5_601_410), (ADE20K, 5_836_930), (COCO_STUFF, 5_904_514),
-])
+@pytest.mark.parametrize("settings, discriminator", DISCRIMINATOR_TABLE)
 def test_discriminator_counts(settings, discriminator):
     assert _count(build_discriminator(ModelConfig(**settings))) == discriminator
 
 
 def test_encoder_count():
-    assert _count(build_encoder(ModelConfig())) == 10_463_424
+    assert _count(build_encoder(ModelConfig())) == ENCODER_COUNT
+
+
+def test_the_table_is_what_the_suites_pytorch_networks_count():
+    if os.environ.get("SPADE_TF_REQUIRE_TORCH") == "1":
+        import torch  # under `make test` a missing torch is a failure, not a skip
+    else:
+        torch = import_torch()
+    from spade_tf.testing import torch_reference as reference
+
+    with torch.device("meta"):
+        for settings, mode, channels, generator, generator_vae in GENERATOR_TABLE:
+            for use_vae, expected in ((False, generator), (True, generator_vae)):
+                network = reference.SPADEGenerator(
+                    channels, crop_size=settings.get("crop_size", 256),
+                    aspect_ratio=settings.get("aspect_ratio", 1.0),
+                    num_upsampling_layers=mode, use_vae=use_vae)
+                assert reference.count_trainable(network) == expected, (settings, mode, use_vae)
+        for settings, expected in DISCRIMINATOR_TABLE:
+            channels = ModelConfig(**settings).semantic_channels
+            network = reference.MultiscaleDiscriminator(channels + 3)
+            assert reference.count_trainable(network) == expected, settings
+        assert reference.count_trainable(reference.ConvEncoder()) == ENCODER_COUNT
 
 
 @pytest.mark.parametrize("height, width, expected", [

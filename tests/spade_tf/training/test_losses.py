@@ -95,3 +95,59 @@ def test_kl_divergence():
     expected = -0.5 * ((1 + np.log(2.0) - 1 - 2) + (1 - 4 - 1))
     np.testing.assert_allclose(losses.kl_divergence(mean, log_variance), [0.0, expected],
                                rtol=1e-6)
+
+
+def _tiny_features(images):
+    """Five "layers": the image, then 2x2 average pools of it, scaled by the depth."""
+    maps, x = [], images
+    for depth in range(5):
+        maps.append(x * (depth + 1))
+        x = tf.nn.avg_pool2d(x, 2, 2, "VALID") if x.shape[1] > 1 else x
+    return maps
+
+
+@pytest.mark.parametrize("kl_reduction, kl_term", [
+    # KL of example 1 (test_kl_divergence): 3 - ln(2) / 2 = 2.6534264; weight 0.05;
+    # "per_replica_sum" multiplies by the replica's batch (2 here, one replica).
+    ("global_mean", 0.05 * (3 - np.log(2.0) / 2)),
+    ("per_replica_sum", 0.05 * 2 * (3 - np.log(2.0) / 2)),
+])
+def test_gaugan_weighs_and_adds_the_terms(kl_reduction, kl_term):
+    """GauGAN's per-example terms on stub networks with fixed outputs, worked out by hand:
+    the discriminator returns FAKE for the fake half and REAL for the real half, the fake
+    image is 0, the real one 0.5, and the encoder returns the KL test's mean/variance."""
+    from spade_tf.training import GauGAN
+
+    outputs = [[tf.concat([f, r], axis=0) for f, r in zip(fake, real, strict=True)]
+               for fake, real in zip(FAKE, REAL, strict=True)]
+
+    class Generator:
+        use_vae = True
+
+        def __call__(self, inputs, training=False):
+            assert set(inputs) == {"semantic", "latent"}
+            return tf.zeros((2, 16, 16, 3))
+
+    gaugan = GauGAN(
+        generator=Generator(),
+        discriminator=lambda inputs, training=False: outputs,
+        semantic_input=lambda label, instance=None: tf.zeros((2, 16, 16, 1)),
+        encoder=lambda image, training=False: {
+            "mean": tf.constant([[0.0, 0.0], [1.0, -2.0]]),
+            "log_variance": tf.constant([[0.0, 0.0], [np.log(2.0), 0.0]])},
+        vgg_features=_tiny_features, kl_reduction=kl_reduction)
+    data = {"label": tf.zeros((2, 16, 16), tf.int32), "image": tf.fill((2, 16, 16, 3), 0.5)}
+    terms = gaugan.generator_losses(data)
+    # g_gan from test_hinge_generator; feature matching 1 per example (test_feature_matching)
+    # times 10; VGG 3.265625 per example (test_vgg_term_with_a_fixed_tiny_network) times 10.
+    expected = {"g_gan": [-1.25, 0.25], "g_feature_matching": [10.0, 10.0],
+                "g_vgg": [32.65625, 32.65625], "g_kl": [0.0, kl_term]}
+    expected["g_total"] = [-1.25 + 10.0 + 32.65625, 0.25 + 10.0 + 32.65625 + kl_term]
+    assert set(terms) == set(expected)
+    for name, values in expected.items():
+        np.testing.assert_allclose(terms[name], values, rtol=1e-6, err_msg=name)
+    # D on the same outputs: test_hinge_discriminator's values, and their sum.
+    d_terms = gaugan.discriminator_losses(data)
+    for name, values in {"d_real": [1.1875, 0.0], "d_fake": [2.375, 0.75],
+                         "d_total": [3.5625, 0.75]}.items():
+        np.testing.assert_allclose(d_terms[name], values, rtol=1e-6, err_msg=name)

@@ -3,10 +3,11 @@
 import keras
 import numpy as np
 import pytest
+from support import import_torch
 
 from spade_tf.training.vgg import VGGWeightsError, load_vgg_features
 
-torch = pytest.importorskip("torch")
+torch = import_torch()
 
 VGG19_LAYOUT = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M",
                 512, 512, 512, 512, "M"]
