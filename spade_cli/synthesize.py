@@ -282,13 +282,14 @@ def synthesize_command(args: argparse.Namespace) -> int:
             summary = synthesize_files(
                 backend, items, out, batch_size=args.batch_size, resize=args.resize,
                 seed=args.seed, style=style, overwrite=args.overwrite or single,
-                skip_bad=args.skip_bad, allow_lossy=args.allow_lossy, keep_arrays=keep,
-                progress=None if single else _Progress())
+                skip_bad=args.skip_bad and not single, allow_lossy=args.allow_lossy,
+                keep_arrays=keep, progress=None if single else _Progress())
+            notes = _pictures(args, summary, info.classes, out)
         except ServingError as error:
             raise _served_error(error, args) from None
         except OSError as error:
-            raise UsageError(f"cannot write under {out}: {error.strerror or error}.") from None
-        notes = _pictures(args, summary, info.classes, out)
+            raise UsageError(f"cannot write {error.filename or out}: "
+                             f"{error.strerror or error}.") from None
     if single:
         print(f"wrote {args.out} ({_size_text(Path(args.out))})")
         for note in notes:

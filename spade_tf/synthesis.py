@@ -147,6 +147,9 @@ class SavedModelBackend:
         from spade_tf import signatures as sig
 
         folder = Path(version_dir)
+        if not folder.exists():
+            raise SynthesisError(f"--export {folder} does not exist: give a version folder "
+                                 "that spade-export wrote, e.g. exports/spade/1.")
         metadata_path = folder / sig.SPADE_METADATA_FILE
         if not (folder / "saved_model.pb").is_file() or not metadata_path.is_file():
             hint = ""
@@ -371,8 +374,8 @@ def synthesize_files(backend: Backend, items: Sequence[MapFile], out_dir: str | 
     ``resize``: None (maps must have the model's size), ``"model"`` (maps are resized to it,
     images written at the model's size) or ``"back"`` (images resized back to each map's
     size, bicubic). A bad input stops the run with a SynthesisError unless ``skip_bad``,
-    which records it and goes on. The first ``keep_arrays`` results keep their label map
-    and image (for a contact sheet).
+    which records it and goes on. The first ``keep_arrays`` written results (all with -1)
+    keep their label map and image (for a contact sheet).
     """
     info = backend.info
     if resize is not None and resize not in RESIZE_MODES:
@@ -401,7 +404,7 @@ def synthesize_files(backend: Backend, items: Sequence[MapFile], out_dir: str | 
             if not skip_bad:
                 raise
             results.append(Result(item, output, "skipped", str(error)))
-    done = 0
+    done = written = 0
     for batch in _batches(pending, batch_size):
         labels = np.stack([entry.labels for entry in batch])
         instances = np.stack([entry.instances for entry in batch]) \
@@ -412,7 +415,8 @@ def synthesize_files(backend: Backend, items: Sequence[MapFile], out_dir: str | 
                 image = _resize_back(image, entry.original_size)
             output = out / f"{entry.item.name}.png"
             write_png_atomic(output, image)
-            keep = len(results) < keep_arrays or keep_arrays < 0
+            keep = keep_arrays < 0 or written < keep_arrays
+            written += 1
             results.append(Result(entry.item, output, "written",
                                   labels=entry.labels if keep else None,
                                   image=image if keep else None))

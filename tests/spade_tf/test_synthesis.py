@@ -103,8 +103,10 @@ def test_outputs_are_kept_unless_overwrite_and_never_half_written(model, tmp_pat
     out = tmp_path / "out"
     out.mkdir()
     (out / "map0.png").write_bytes(b"mine")
-    summary = synthesize_files(backend, items, out, seed=3)
+    summary = synthesize_files(backend, items, out, seed=3, keep_arrays=1)
     assert (summary.count("kept"), summary.count("written")) == (1, 1)
+    # The arrays kept for a contact sheet are the written images', not the kept files'.
+    assert [r.labels is not None for r in summary.results] == [False, True]
     assert (out / "map0.png").read_bytes() == b"mine"
     synthesize_files(backend, items, out, seed=3, overwrite=True)
     assert Image.open(out / "map0.png").size == (32, 32)
