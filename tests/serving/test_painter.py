@@ -25,18 +25,16 @@ import time
 from collections import deque
 from pathlib import Path
 
-import keras
 import numpy as np
 import pytest
 from PIL import Image
+from support.models import save_random_model
 
 from serving.model_manager import ModelManager
 from serving.rest import RestServer
 from spade_tf.classes import class_table
-from spade_tf.config import Config, ModelConfig
+from spade_tf.config import ModelConfig
 from spade_tf.export import export_model
-from spade_tf.model_dir import ModelDir, save_model_dir
-from spade_tf.models import build_encoder, build_generator
 
 ROOT = Path(__file__).resolve().parents[2]
 PAINTER_DIR = ROOT / "serving" / "painter"
@@ -114,9 +112,7 @@ def driver(downloads):
 
 
 def _export(root: Path) -> Path:
-    keras.utils.set_random_seed(21)
-    model_dir = save_model_dir(root / "painter_model", ModelDir(
-        Config(model=CONFIG), build_generator(CONFIG), encoder=build_encoder(CONFIG)))
+    model_dir = save_random_model(root / "painter_model", CONFIG, seed=21)
     return export_model(model_dir, root / "exports", MODEL, warmup=False).parent
 
 

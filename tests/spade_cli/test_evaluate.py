@@ -3,15 +3,13 @@
 import json
 import shutil
 
-import keras
 import pytest
+from support.models import save_random_model
 from support.processes import assert_one_line_error, run_command
 from support.synthetic_data import make_synthetic_records
 
 from spade_cli.evaluate import main
-from spade_tf.config import Config, DataConfig, ModelConfig
-from spade_tf.model_dir import ModelDir, save_model_dir
-from spade_tf.models import build_generator
+from spade_tf.config import DataConfig, ModelConfig
 from tfrecords_tools import synthetic
 
 SIZE = 32
@@ -21,8 +19,7 @@ DATA = DataConfig(preprocess="none", load_size=SIZE)
 def _model(path, num_classes: int = synthetic.NUM_CLASSES):
     model = ModelConfig(num_classes=num_classes, crop_size=SIZE, base_filters=4,
                         spade_hidden_filters=8)
-    keras.utils.set_random_seed(5)
-    return save_model_dir(path, ModelDir(Config(model=model, data=DATA), build_generator(model)))
+    return save_random_model(path, model, seed=5, data=DATA)
 
 
 @pytest.fixture(scope="module")

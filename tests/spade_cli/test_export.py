@@ -2,25 +2,21 @@
 
 import json
 
-import keras
 import pytest
+from support.models import save_random_model
 from support.processes import assert_one_line_error, run_command
 
 from spade_cli.export import main
 from spade_tf import signatures as sig
-from spade_tf.config import Config, ModelConfig
+from spade_tf.config import ModelConfig
 from spade_tf.export import ExportError, export_model
-from spade_tf.model_dir import ModelDir, save_model_dir
-from spade_tf.models import build_generator
 
 PLAIN = ModelConfig(num_classes=3, crop_size=32, base_filters=4, spade_hidden_filters=8)
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    keras.utils.set_random_seed(3)
-    folder = tmp_path_factory.mktemp("export_cli") / "model"
-    return save_model_dir(folder, ModelDir(Config(model=PLAIN), build_generator(PLAIN)))
+    return save_random_model(tmp_path_factory.mktemp("export_cli") / "model", PLAIN, seed=3)
 
 
 def _tree(folder) -> list[str]:

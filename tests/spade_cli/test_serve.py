@@ -7,6 +7,7 @@ import sys
 import time
 
 import pytest
+from support.models import save_random_model
 from support.processes import assert_one_line_error, command_env, run_command
 
 # Well under TensorFlow's start-up (several seconds): the checks run before it.
@@ -97,18 +98,12 @@ def test_rest_port_serves_the_api_and_the_painter_and_stops_on_sigterm(tmp_path)
     import signal
     import urllib.request
 
-    import keras
-
-    from spade_tf.config import Config, ModelConfig
+    from spade_tf.config import ModelConfig
     from spade_tf.export import export_model
-    from spade_tf.model_dir import ModelDir, save_model_dir
-    from spade_tf.models import build_generator
 
     model = ModelConfig(num_classes=3, crop_size=32, base_filters=2, spade_hidden_filters=4,
                         classes="")
-    keras.utils.set_random_seed(1)
-    folder = save_model_dir(tmp_path / "model", ModelDir(Config(model=model),
-                                                         build_generator(model)))
+    folder = save_random_model(tmp_path / "model", model, seed=1)
     base = export_model(folder, tmp_path / "exports", "paint", warmup=False).parent
     rest = _free_port()
     result, _ = _serve("--model-base-path", base, "--model-name", "paint", "--port", "0",

@@ -3,18 +3,16 @@
 import socket
 import time
 
-import keras
 import numpy as np
 import pytest
 from PIL import Image
+from support.models import save_random_model
 from support.processes import assert_one_line_error, run_command
 
 from serving.server import SpadeServer
 from spade_cli.synthesize import main
-from spade_tf.config import Config, ModelConfig
+from spade_tf.config import ModelConfig
 from spade_tf.export import export_model
-from spade_tf.model_dir import ModelDir, save_model_dir
-from spade_tf.models import build_generator
 
 # Instance edges, no VAE: --instance is needed, --seed and --style are not accepted.
 MODEL = ModelConfig(num_classes=4, use_instance_edges=True, crop_size=32, base_filters=4,
@@ -26,9 +24,7 @@ INTERNALS = ("{{", "[[", "[Op:", "Condition x", "strided_slice", "assertion fail
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("synthesize")
-    keras.utils.set_random_seed(2)
-    model_dir = save_model_dir(root / "model", ModelDir(Config(model=MODEL),
-                                                        build_generator(MODEL)))
+    model_dir = save_random_model(root / "model", MODEL, seed=2)
     version = export_model(model_dir, root / "exports", "spade", warmup=False)
     server = SpadeServer(version.parent, "spade", port=0, poll_seconds=0)
     server.start()

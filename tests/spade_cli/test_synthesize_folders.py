@@ -1,18 +1,16 @@
 """``spade-synthesize`` over folders: three back ends, one image per map, pictures to look at."""
 
-import keras
 import numpy as np
 import pytest
 from PIL import Image
+from support.models import save_random_model
 from support.processes import assert_one_line_error, run_command
 
 from serving.server import SpadeServer
 from spade_cli.synthesize import main
 from spade_tf.classes import class_table
-from spade_tf.config import Config, ModelConfig
+from spade_tf.config import ModelConfig
 from spade_tf.export import export_model
-from spade_tf.model_dir import ModelDir, save_model_dir
-from spade_tf.models import build_encoder, build_generator
 
 VAE = ModelConfig(num_classes=8, use_instance_edges=True, crop_size=32, base_filters=4,
                   spade_hidden_filters=8, use_vae=True, latent_dim=8, encoder_filters=4,
@@ -22,9 +20,7 @@ VAE = ModelConfig(num_classes=8, use_instance_edges=True, crop_size=32, base_fil
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
     root = tmp_path_factory.mktemp("folders")
-    keras.utils.set_random_seed(9)
-    model_dir = save_model_dir(root / "model", ModelDir(
-        Config(model=VAE), build_generator(VAE), encoder=build_encoder(VAE)))
+    model_dir = save_random_model(root / "model", VAE, seed=9)
     version = export_model(model_dir, root / "exports", "spade", warmup=False)
     server = SpadeServer(version.parent, "spade", port=0, poll_seconds=0)
     server.start()

@@ -1,15 +1,15 @@
 """spade_tf.synthesis: label-map files in, images out, in process (model folder, export)."""
 
-import keras
 import numpy as np
 import pytest
 from PIL import Image
+from support.models import save_random_model
 
-from spade_tf.config import Config, ModelConfig
+from spade_tf.config import ModelConfig
 from spade_tf.export import export_model
 from spade_tf.inference import seeded_latent, to_uint8
-from spade_tf.model_dir import ModelDir, save_model_dir
-from spade_tf.models import build_encoder, build_generator, build_semantic_input
+from spade_tf.model_dir import load_model_dir
+from spade_tf.models import build_semantic_input
 from spade_tf.synthesis import (
     ModelFolderBackend,
     SavedModelBackend,
@@ -26,12 +26,9 @@ VAE = ModelConfig(num_classes=4, use_instance_edges=True, crop_size=32, base_fil
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
     root = tmp_path_factory.mktemp("synthesis")
-    keras.utils.set_random_seed(5)
-    generator, encoder = build_generator(VAE), build_encoder(VAE)
-    model_dir = save_model_dir(root / "model", ModelDir(Config(model=VAE), generator,
-                                                        encoder=encoder))
+    model_dir = save_random_model(root / "model", VAE, seed=5)
     version = export_model(model_dir, root / "exports", "spade", warmup=False)
-    return model_dir, version, generator
+    return model_dir, version, load_model_dir(model_dir, ("generator",)).generator
 
 
 def _maps(folder, count=3, size=32, seed=0):
