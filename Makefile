@@ -48,7 +48,7 @@ paint: $(STAMP)
 	$(BIN)/spade-serve --model-base-path demo_output/exports/spade --port 0 \
 	  --rest-port $(PAINT_PORT)
 
-# Figures, not tests: Keras vs PyTorch generator, training step, input pipeline, serving.
+# Figures, not tests: ours vs PyTorch (generator, training step), input pipeline, serving.
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
 

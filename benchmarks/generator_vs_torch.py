@@ -12,8 +12,13 @@ after ``--warmup`` calls:
 
 - PyTorch float32 under ``torch.inference_mode()``, and bfloat16 under
   ``torch.autocast("cpu", dtype=torch.bfloat16)``; ``torch.set_num_threads(cpu_count)``;
-- Keras float32: eager call, ``tf.function``, ``tf.function(jit_compile=True)`` (XLA);
-- Keras bfloat16: the same three on ``spade_tf.precision.with_precision(g, "bfloat16")``.
+- Keras float32: the loaded generator in a ``tf.function`` (``function``); the copy of
+  ``spade_tf.fold_for_inference`` (spectral norm folded; what ``spade-synthesize`` and
+  ``spade-eval generate`` run) in a ``tf.function`` (``folded``); the exported SavedModel's
+  ``serving_default``, label ids in and uint8 out, as TF Serving runs it (``export``);
+  also, not by default, the eager call and ``tf.function(jit_compile=True)`` (``xla``);
+- Keras bfloat16: the same on ``with_precision(g, "bfloat16")`` (function, eager, XLA),
+  ``fold_for_inference(g, "bfloat16")`` and an export with ``--precision bfloat16``.
 
 The figure is the median of the calls during which other processes left the CPU
 alone (on a shared machine another job taking one of 2 cores can double a call, and
@@ -24,6 +29,7 @@ Also printed: each output's difference from PyTorch float32 and, for bfloat16, f
 the same framework's float32 (max and mean abs on the [-1, 1] scale).
 
     python benchmarks/generator_vs_torch.py [--repeats 10] [--warmup 2] [--rounds 1] [--json OUT]
+    python benchmarks/generator_vs_torch.py --crop-size 512
     python benchmarks/generator_vs_torch.py --quick        # 128x128, 3 repeats
     python benchmarks/generator_vs_torch.py --variants torch-bfloat16 keras-bfloat16-xla
 """
@@ -70,11 +76,20 @@ VARIANTS = {
     "torch-bfloat16": ("torch", "bfloat16", "autocast"),
     "keras-float32-eager": ("keras", "float32", "eager"),
     "keras-float32-function": ("keras", "float32", "tf.function"),
+    "keras-float32-folded": ("keras", "float32", "folded"),
+    "keras-float32-export": ("keras", "float32", "export"),
     "keras-float32-xla": ("keras", "float32", "XLA"),
     "keras-bfloat16-eager": ("keras", "bfloat16", "eager"),
     "keras-bfloat16-function": ("keras", "bfloat16", "tf.function"),
+    "keras-bfloat16-folded": ("keras", "bfloat16", "folded"),
+    "keras-bfloat16-export": ("keras", "bfloat16", "export"),
     "keras-bfloat16-xla": ("keras", "bfloat16", "XLA"),
 }
+# What `make bench` runs: PyTorch, the loaded generator in a tf.function, the copy folded
+# for inference (spade-synthesize, spade-eval generate) and the exported SavedModel.
+DEFAULT_VARIANTS = ["torch-float32", "torch-bfloat16",
+                    "keras-float32-function", "keras-float32-folded", "keras-float32-export",
+                    "keras-bfloat16-function", "keras-bfloat16-folded", "keras-bfloat16-export"]
 SATURATION = 0.99  # |x| above this is tanh's flat region
 MAX_SATURATED_FRACTION = 0.05
 BF16_TARGET = 0.02  # max |bf16 - fp32| on the [-1, 1] scale the issue asks for
@@ -119,13 +134,14 @@ def _calibrate(network, semantic, passes: int = 4) -> None:
     network.eval()
 
 
-def prepare(work: Path, crop_size: int, seed: int) -> dict:
-    """Random PyTorch generator -> state dict -> converted Keras model folder + input."""
+def prepare(work: Path, crop_size: int, seed: int, variants: list[str]) -> dict:
+    """Random PyTorch generator -> state dict -> converted Keras model folder + input, and
+    its exports when export variants are asked for."""
     import torch
-    from reference_checkpoints import torch_generator
 
     from spade_tf.config import load_config
     from spade_tf.convert import convert_reference_checkpoints
+    from spade_tf.export import export_model
     from spade_tf.testing import torch_reference as reference
 
     config = load_config(CONFIG, [f"model.crop_size={crop_size}"])
@@ -133,7 +149,7 @@ def prepare(work: Path, crop_size: int, seed: int) -> dict:
     torch.set_num_threads(os.cpu_count())
     progress(f"randomising the PyTorch generator ({model.semantic_channels} channels, "
              f"{crop_size}x{crop_size})")
-    network = torch_generator(config, seed=seed)
+    network = reference.torch_generator(config, seed=seed)
     height, width = model.image_size
     labels = _scene_labels(height, width, model.num_classes, seed)
     semantic = reference.semantic_one_hot(labels, model.num_classes)
@@ -153,6 +169,12 @@ def prepare(work: Path, crop_size: int, seed: int) -> dict:
     convert_reference_checkpoints(config, work / "model", generator=work / "generator.pth",
                                   config_name=CONFIG.name)
     np.save(work / "semantic.npy", semantic.numpy().transpose(0, 2, 3, 1))  # NHWC
+    np.save(work / "labels.npy", labels)
+    for precision in sorted({VARIANTS[name][1] for name in variants
+                             if VARIANTS[name][2] == "export"}):
+        progress(f"exporting the converted model ({precision})")
+        export_model(work / "model", work / "exports" / precision, precision=precision,
+                     warmup=False)
     setup = {
         "config": CONFIG.name, "crop_size": crop_size, "image_size": [height, width],
         "semantic_channels": model.semantic_channels,
@@ -194,14 +216,39 @@ def _torch_call(work: Path, setup: dict, precision: str):
     return call, threads
 
 
+def _export_call(work: Path, precision: str):
+    """The exported SavedModel's serving_default: label ids in, uint8 image out."""
+    import tensorflow as tf
+
+    [version] = (work / "exports" / precision / "spade").iterdir()
+    served = tf.saved_model.load(str(version)).signatures["serving_default"]
+    labels = tf.constant(np.load(work / "labels.npy"), tf.int32)
+
+    def call() -> np.ndarray:
+        # uint8 back on the generator's [-1, 1] scale, for the accuracy table.
+        return served(label_ids=labels)["image"].numpy().astype(np.float32) / 127.5 - 1.0
+
+    return call
+
+
 def _keras_call(work: Path, precision: str, mode: str):
     import tensorflow as tf
 
+    from spade_tf.folding import fold_for_inference
     from spade_tf.model_dir import load_model_dir
     from spade_tf.precision import with_precision
 
+    threads = {"tf_intra_op": tf.config.threading.get_intra_op_parallelism_threads()
+               or f"default ({os.cpu_count()})",
+               "tf_inter_op": tf.config.threading.get_inter_op_parallelism_threads()
+               or "default"}
+    if mode == "export":
+        return _export_call(work, precision), threads
     generator = load_model_dir(work / "model", networks=("generator",)).generator
-    if precision != "float32":
+    if mode == "folded":
+        generator = fold_for_inference(generator, precision)
+        gc.collect()
+    elif precision != "float32":
         # Keep only the reduced-precision copy in memory, as a server would.
         generator = with_precision(generator, precision)
         gc.collect()
@@ -215,10 +262,6 @@ def _keras_call(work: Path, precision: str, mode: str):
     def call() -> np.ndarray:
         return forward(inputs).numpy()
 
-    threads = {"tf_intra_op": tf.config.threading.get_intra_op_parallelism_threads()
-               or f"default ({os.cpu_count()})",
-               "tf_inter_op": tf.config.threading.get_inter_op_parallelism_threads()
-               or "default"}
     return call, threads
 
 
@@ -290,18 +333,28 @@ def _difference(a: np.ndarray, b: np.ndarray) -> dict:
     return {"max_abs": float(delta.max()), "mean_abs": float(delta.mean())}
 
 
+def _float32_counterpart(name: str, outputs: dict) -> str | None:
+    """The float32 variant a reduced-precision one is compared with: same framework and
+    mode when run (an export with an export: both are rounded to uint8), else the first
+    float32 variant of the framework."""
+    framework, _, mode = VARIANTS[name]
+    candidates = [other for other in outputs if VARIANTS[other][:2] == (framework, "float32")]
+    same_mode = [other for other in candidates if VARIANTS[other][2] == mode]
+    return (same_mode or candidates or [None])[0]
+
+
 def _accuracy(work: Path, results: dict) -> dict:
-    """Each output against PyTorch float32 and against its framework's float32 eager."""
+    """Each output against PyTorch float32 and against its framework's float32."""
     outputs = {name: np.load(work / f"output-{name}.npy") for name in results}
-    references = {"torch": "torch-float32", "keras": "keras-float32-eager"}
     accuracy = {}
     for name, output in outputs.items():
-        framework, precision, _ = VARIANTS[name]
+        precision = VARIANTS[name][1]
         entry = {"spread": _spread(output)}
         if "torch-float32" in outputs and name != "torch-float32":
             entry["vs_torch_float32"] = _difference(output, outputs["torch-float32"])
-        same = references[framework]
-        if precision != "float32" and same in outputs:
+        same = _float32_counterpart(name, outputs)
+        if precision != "float32" and same is not None:
+            entry["same_framework_float32"] = same
             entry["vs_same_framework_float32"] = _difference(output, outputs[same])
         accuracy[name] = entry
     return accuracy
@@ -377,14 +430,17 @@ def report(setup: dict, results: dict, accuracy: dict, info: dict, args) -> None
          "peak RSS MiB", "loaded MiB", "+infer MiB", "+1st MiB"],
         _speed_rows(results)))
     print()
-    print("accuracy (max abs / mean abs, output on the [-1, 1] scale); same-framework "
-          f"float32 = PyTorch float32 or Keras float32 eager; bf16 target: max abs <= "
+    print("accuracy (max abs / mean abs, output on the [-1, 1] scale; exports return uint8, "
+          "read back as x / 127.5 - 1, so they carry up to 1/255 of rounding); same-framework "
+          f"float32 = the float32 variant of the same mode; bf16 target: max abs <= "
           f"{BF16_TARGET}")
     print(format_table(
         ["variant", "vs PyTorch float32", "vs same-framework float32", "bf16 target",
          "output std", f"|x|>{SATURATION}"],
         _accuracy_rows(accuracy)))
-    keras_fp32 = accuracy.get("keras-float32-eager", {}).get("vs_torch_float32")
+    keras_fp32 = next((entry["vs_torch_float32"] for name, entry in accuracy.items()
+                       if VARIANTS[name][:2] == ("keras", "float32") and VARIANTS[name][2]
+                       != "export" and "vs_torch_float32" in entry), None)
     if keras_fp32 is not None:
         print(f"sanity: Keras float32 vs PyTorch float32, same weights: max abs "
               f"{keras_fp32['max_abs']:.2e}, mean abs {keras_fp32['mean_abs']:.2e}")
@@ -407,9 +463,10 @@ def main() -> None:
     add_timing_arguments(
         parser, "call", crop_help="image side (256, ADE20K's; 128 with --quick)",
         quick_help="128x128, 3 repeats, 1 warm-up: the code path in a few minutes")
-    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS),
-                        metavar="VARIANT",
-                        help="which variants to run (all): " + ", ".join(VARIANTS))
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS),
+                        default=DEFAULT_VARIANTS, metavar="VARIANT",
+                        help=f"which variants to run ({' '.join(DEFAULT_VARIANTS)}); all: "
+                             + ", ".join(VARIANTS))
     parser.add_argument("--seed", type=int, default=0, help="seed of the random weights (0)")
     parser.add_argument("--keep", type=Path, default=None,
                         help="keep the work folder (state dict, model, outputs) here")
@@ -430,7 +487,7 @@ def main() -> None:
         args.keep.mkdir(parents=True, exist_ok=True)
     work = args.keep or Path(tempfile.mkdtemp(prefix="spade-generator-bench-"))
     try:
-        setup = prepare(work, args.crop_size, args.seed)
+        setup = prepare(work, args.crop_size, args.seed, args.variants)
         runs = {variant: [] for variant in args.variants}
         for round_index in range(args.rounds):
             for variant in args.variants:

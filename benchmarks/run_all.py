@@ -1,12 +1,15 @@
-"""Every benchmark in turn, each in its own process, then one summary line per figure.
+"""Every benchmark in turn, each in its own process, then one summary of the figures.
 
-Runs generator_vs_torch, training_step, input_pipeline and serving_latency (their full
-tables are printed as they finish), collects their ``--json`` figures and prints a
-combined summary. About 9 minutes on a quiet 2-core machine (longer when other jobs
-share the CPU: the timed scripts wait up to a minute per row for quiet); ``--quick``
-(smaller images, fewer repeats, passed on to each script) takes a few minutes.
+Runs generator_vs_torch (at 256x256 and 512x512), training_step (ours and PyTorch's),
+input_pipeline and serving_latency (the paper's full-size network over gRPC and REST, in
+float32 and bfloat16); their full tables are printed as they finish. Then a summary: the
+machine (CPU name, cores, bf16/AMX features), our time over PyTorch's for inference
+(float32 and bfloat16; in-process and exported) and training steps, peak memory beside each
+time, and the interactive latencies. About 30 minutes on a quiet 2-core machine (longer
+when other jobs share the CPU: the timed scripts wait up to a minute per row for quiet);
+``--quick`` (smaller images, fewer repeats) takes several minutes.
 
-    python benchmarks/run_all.py [--quick] [--only generator_vs_torch training_step]
+    python benchmarks/run_all.py [--quick] [--only generator_256 training_step]
                                  [--json OUT]
 """
 
@@ -34,20 +37,32 @@ from benchmarks.common import (  # noqa: E402
 )
 
 HERE = Path(__file__).resolve().parent
-# name -> (arguments by default, arguments with --quick). The defaults keep the whole
-# run near 9 minutes on a quiet 2-core machine; run a script alone for more repeats.
+# name -> (script, arguments by default, arguments with --quick). The defaults keep the
+# whole run near 30 minutes on a quiet 2-core machine; run a script alone for more repeats.
 BENCHMARKS = {
-    "generator_vs_torch": (["--repeats", "6", "--warmup", "2"], ["--quick"]),
-    "training_step": (["--repeats", "3"], ["--quick"]),
-    "input_pipeline": ([], ["--num", "32", "--epochs", "2"]),
-    "serving_latency": ([], ["--iterations", "8", "--warmup", "2", "--batches", "1"]),
+    "generator_256": ("generator_vs_torch", ["--repeats", "5", "--warmup", "2"],
+                      ["--quick"]),
+    "generator_512": ("generator_vs_torch", ["--crop-size", "512", "--repeats", "3",
+                                             "--warmup", "1"],
+                      ["--quick", "--crop-size", "192"]),
+    "training_step": ("training_step", ["--repeats", "3", "--cases", "ade20k"],
+                      ["--quick", "--cases", "ade20k"]),
+    "input_pipeline": ("input_pipeline", [], ["--num", "32", "--epochs", "2"]),
+    "serving_float32": ("serving_latency", ["--full-size", "--batches", "1",
+                                            "--iterations", "6", "--warmup", "2"],
+                        ["--iterations", "4", "--warmup", "1", "--batches", "1"]),
+    "serving_bfloat16": ("serving_latency", ["--full-size", "--precision", "bfloat16",
+                                             "--batches", "1", "--iterations", "6",
+                                             "--warmup", "2"],
+                         ["--precision", "bfloat16", "--iterations", "4", "--warmup", "1",
+                          "--batches", "1"]),
 }
 
 
-def run(name: str, arguments: list[str], json_path: Path, timeout: float) -> float:
+def run(script: str, arguments: list[str], json_path: Path, timeout: float) -> float:
     """Run one benchmark (its stdout and stderr pass through); returns the seconds taken."""
-    command = [sys.executable, str(HERE / f"{name}.py"), *arguments, "--json", str(json_path)]
-    progress(f"{name}: {' '.join(command[1:])}")
+    command = [sys.executable, str(HERE / f"{script}.py"), *arguments, "--json", str(json_path)]
+    progress(f"{script}: {' '.join(command[1:])}")
     start = time.perf_counter()
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
     subprocess.run(command, check=True, timeout=timeout, cwd=REPO_ROOT, env=env)
@@ -63,40 +78,45 @@ def _generator_rows(figures: dict) -> list[tuple]:
     results, rows = figures["results"], []
 
     def label(result: dict) -> str:
-        framework = "PyTorch" if result["framework"] == "torch" else "Keras"
+        framework = "PyTorch" if result["framework"] == "torch" else "ours"
         return f"{framework} {result['precision']} {result['mode']}"
 
-    for result in results.values():
+    for name, result in results.items():
         torch_result = results.get(f"torch-{result['precision']}")
-        note = "" if result["of_quiet"] else "few quiet calls: median of all calls"
+        notes = [] if result["of_quiet"] else ["few quiet calls: median of all calls"]
+        memory = result["memory"]["peak_rss_mib"]
         if result["framework"] == "keras" and torch_result is not None:
-            ratio = result["median_ms"] / torch_result["median_ms"]
-            note = f"{ratio:.2f}x PyTorch's time" + (f"; {note}" if note else "")
-        rows.append((bench, label(result), f"{result['median_ms']:.0f}", "ms", note))
-        rows.append((bench, f"{label(result)}: peak RSS",
-                     f"{result['memory']['peak_rss_mib']:.0f}", "MiB",
-                     f"+{result['inference_rss_increase_mib']:.0f} MiB during inference"))
-    for name, entry in figures["accuracy"].items():
-        result = results[name]
-        for key, what in (("vs_torch_float32", "max |x - PyTorch float32|"),
-                          ("vs_same_framework_float32", "max |bf16 - float32|")):
-            if key in entry and (key != "vs_torch_float32" or result["precision"] == "float32"):
-                rows.append((bench, f"{label(result)}: {what}",
-                             f"{entry[key]['max_abs']:.2e}", "",
-                             f"mean {entry[key]['mean_abs']:.2e}"))
+            notes.insert(0, f"{result['median_ms'] / torch_result['median_ms']:.2f}x PyTorch's "
+                            f"time, {memory / torch_result['memory']['peak_rss_mib']:.2f}x "
+                            "its peak RSS")
+        same = figures["accuracy"].get(name, {}).get("vs_same_framework_float32")
+        if same is not None:
+            notes.append(f"max |x - float32| {same['max_abs']:.3f}")
+        rows.append((bench, label(result), f"{result['median_ms']:.0f}", "ms",
+                     f"peak RSS {memory:.0f} MiB" + "".join(f"; {n}" for n in notes)))
     return rows
 
 
 def _training_rows(figures: dict) -> list[tuple]:
     rows = []
-    for result in figures["results"]:
+    results = figures["results"]
+    for result in results:
         height, width = result["image_size"]
         vgg = "VGG on" if result["vgg_weight"] > 0 else "no VGG"
-        label = (f"{result['case']} {height}x{width} b{result['batch_size']} {vgg} "
-                 f"{result['precision']}{' XLA' if result['jit_compile'] else ''}")
+        framework = "PyTorch" if result.get("framework") == "torch" else "ours"
+        label = (f"{result['case']} {height}x{width} b{result['batch_size']} {vgg}, "
+                 f"{framework} {result['precision']}{' XLA' if result['jit_compile'] else ''}")
+        memory = result["memory"]["peak_rss_mib"]
+        note = f"peak RSS {memory:.0f} MiB"
+        torch_result = next((r for r in results if r.get("framework") == "torch"
+                             and r["case"] == result["case"]
+                             and r["precision"] == result["precision"]), None)
+        if framework == "ours" and torch_result is not None:
+            note += (f"; {result['median_step_s'] / torch_result['median_step_s']:.2f}x "
+                     f"PyTorch's time, {memory / torch_result['memory']['peak_rss_mib']:.2f}x "
+                     "its peak RSS")
         rows.append(("training step", label, f"{result['median_step_s']:.3f}", "s/step",
-                     f"{result['examples_per_s']:.2f} examples/s, peak RSS "
-                     f"{result['memory']['peak_rss_mib']:.0f} MiB"))
+                     note))
     return rows
 
 
@@ -111,13 +131,19 @@ def _input_rows(figures: dict) -> list[tuple]:
 
 def _serving_rows(figures: dict) -> list[tuple]:
     rows = []
-    width = f"base_filters {figures['base_filters']}"
+    height, width = figures["image_size"]
+    bench = f"serving {height}x{width} {figures.get('precision', 'float32')}"
+    model = f"base_filters {figures['base_filters']}"
     for batch, entry in figures["batches"].items():
-        local, remote = entry["in_process_ms"]["p50"], entry["grpc_ms"]["p50"]
-        rows.append(("serving", f"in-process p50, batch {batch}, {width}", f"{local:.1f}",
-                     "ms", ""))
-        rows.append(("serving", f"gRPC p50, batch {batch}, {width}", f"{remote:.1f}", "ms",
-                     f"overhead {(remote - local) / local:.1%}"))
+        local = entry["in_process_ms"]["p50"]
+        rows.append((bench, f"in-process p50, batch {batch}, {model}", f"{local:.1f}", "ms",
+                     ""))
+        for key, name in (("grpc_ms", "gRPC"), ("rest_ms", "REST JSON ids"),
+                          ("rest_png_ms", "REST PNG (painter)")):
+            if key in entry:
+                remote = entry[key]["p50"]
+                rows.append((bench, f"{name} p50, batch {batch}, {model}", f"{remote:.1f}",
+                             "ms", f"overhead {(remote - local) / local:.1%}"))
     return rows
 
 
@@ -128,7 +154,8 @@ SUMMARIES = {"generator_vs_torch": _generator_rows, "training_step": _training_r
 def print_summary(info: dict, seconds: dict, figures: dict, failures: dict,
                   quick: bool) -> list[tuple]:
     """The combined table: one row per figure; returns the rows."""
-    rows = [row for name, data in figures.items() for row in SUMMARIES[name](data)]
+    rows = [row for name, data in figures.items()
+            for row in SUMMARIES[BENCHMARKS[name][0]](data)]
     print("=" * 30 + " summary " + "=" * 30)
     print(machine_line(info))
     print("run: " + ", ".join(f"{name} {secs:.0f} s" for name, secs in seconds.items())
@@ -165,10 +192,10 @@ def main() -> None:
     figures, seconds, failures = {}, {}, {}
     with tempfile.TemporaryDirectory(prefix="spade-benchmarks-") as work:
         for name in args.only:
-            full, quick = BENCHMARKS[name]
+            script, full, quick = BENCHMARKS[name]
             path = Path(work) / f"{name}.json"
             try:
-                seconds[name] = run(name, quick if args.quick else full, path, args.timeout)
+                seconds[name] = run(script, quick if args.quick else full, path, args.timeout)
                 figures[name] = json.loads(path.read_text())
             except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError,
                     json.JSONDecodeError) as error:

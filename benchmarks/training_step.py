@@ -1,4 +1,4 @@
-"""Training speed: seconds per GauGAN training step (one G step + one D step), examples/s.
+"""Training speed: seconds per GauGAN training step (one G step + one D step), ours and PyTorch's.
 
 Cases (each with ``train.mixed_precision`` float32 and mixed_bfloat16):
 
@@ -8,13 +8,22 @@ Cases (each with ``train.mixed_precision`` float32 and mixed_bfloat16):
   (random VGG19 weights from ``spade_tf.training.vgg.random_vgg_features``: the real ones cannot
   be downloaded here, and the weights do not change the step's cost).
 
-The trainer comes from ``spade_tf.training.build_trainer``; its ``train_step`` (what
+Ours: the trainer from ``spade_tf.training.build_trainer``; its ``train_step`` (what
 ``fit`` runs: G forward through D and VGG, G update, fresh fake, D update, loss
 trackers) is wrapped in ``tf.function`` as ``fit`` does (``jit_compile`` from the
 config) and called on one fixed batch held in memory, so the figure is the step alone,
-with no input pipeline. Each (case, precision) runs in a fresh process; the median of
-``--repeats`` steps after ``--warmup`` steps (of the steps during which other processes
-left the CPU alone, see benchmarks/common.py) is reported, with peak RSS.
+with no input pipeline.
+
+PyTorch (``--frameworks torch``, on by default): the same step written from the
+published structure, ``spade_tf.testing.torch_reference.ReferenceGauGAN`` (the training
+parity tests' reference: same networks, hinge + feature matching + VGG19 losses, D on
+fake and real in one batch, the fresh fake under ``no_grad``) with ``torch.optim.Adam``
+(beta1 0, beta2 0.9, G lr 1e-4, D lr 4e-4), on the same batch; bfloat16 as
+``torch.autocast`` around the forward passes. Random weights on both sides.
+
+Each (case, framework, precision) runs in a fresh process (peak RSS is its own); the
+median of ``--repeats`` steps after ``--warmup`` steps (of the steps during which other
+processes left the CPU alone, see benchmarks/common.py) is reported, with peak RSS.
 
     python benchmarks/training_step.py [--cases demo ade20k] [--repeats N] [--json OUT]
     python benchmarks/training_step.py --quick     # ADE20K at 128x128, fewer steps
@@ -73,10 +82,11 @@ def _config(case: str, crop_size: int, precision: str, jit: bool):
     return load_config(CONFIGS / name, overrides)
 
 
-def _batch(config, seed: int = 0) -> dict:
-    """One fixed batch in the layout of spade_tf.data.make_input_fn: blocky labels."""
-    import tensorflow as tf
+FRAMEWORKS = ("keras", "torch")
 
+
+def _batch(config, seed: int = 0) -> dict:
+    """One fixed batch in the layout of spade_tf.data.make_input_fn (numpy): blocky labels."""
     model, batch = config.model, config.train.batch_size
     height, width = model.image_size
     rng = np.random.default_rng(seed)
@@ -90,46 +100,98 @@ def _batch(config, seed: int = 0) -> dict:
             "image": rng.uniform(-1, 1, (batch, height, width, 3)).astype(np.float32)}
     if model.use_instance_edges:
         data["instance"] = blocky(1000)
-    return {key: tf.constant(value) for key, value in data.items()}
+    return data
 
 
-def run_case(case: str, precision: str, jit: bool, crop_size: int, repeats: int,
-             warmup: int, quiet_wait_s: float = 0.0) -> dict:
-    """One (case, precision) in this process: build, warm up, time the steps."""
+def _torch_step(config, precision: str):
+    """PyTorch's step on the reference networks for ``config``; returns (step, G, D)."""
+    import torch
+
+    from spade_tf.testing import torch_reference as reference
+
+    torch.set_num_threads(os.cpu_count())
+    model, train = config.model, config.train
+    generator = reference.torch_generator(config)
+    discriminator = reference.torch_discriminator(config)
+    encoder = reference.torch_encoder(config) if model.use_vae else None
+    vgg = reference.VGG19Features() if train.vgg_weight > 0 else None
+    trainer = reference.ReferenceGauGAN(
+        generator, discriminator, encoder, vgg,
+        feature_matching_weight=train.feature_matching_weight, vgg_weight=train.vgg_weight,
+        kl_weight=train.kl_weight, keep_gradients=False)
+    g_optimizer = torch.optim.Adam(trainer.generator_parameters(), lr=train.g_learning_rate,
+                                   betas=(train.beta_1, train.beta_2))
+    d_optimizer = torch.optim.Adam(discriminator.parameters(), lr=train.d_learning_rate,
+                                   betas=(train.beta_1, train.beta_2))
+    data = _batch(config)
+    semantic = reference.semantic_one_hot(
+        data["label"], model.num_classes,
+        model.dontcare_label if model.use_dontcare_label else None, data.get("instance"))
+    image = torch.from_numpy(data["image"].transpose(0, 3, 1, 2).copy())
+    autocast = torch.bfloat16 if precision == "mixed_bfloat16" else None
+
+    def step() -> dict:
+        return trainer.train_step(semantic, image, g_optimizer, d_optimizer,
+                                  autocast_dtype=autocast)
+
+    return step, generator, discriminator
+
+
+def _keras_step(config):
+    """Our ``train_step`` in a tf.function; returns (step, G, D)."""
     import keras
     import tensorflow as tf
 
     from spade_tf.training.train import build_trainer
     from spade_tf.training.vgg import random_vgg_features
 
-    memory = MemoryTracker()
-    config = _config(case, crop_size, precision, jit)
     keras.utils.set_random_seed(config.train.seed)
     # As spade_tf.training.train does: the policy is global, set before building.
-    keras.mixed_precision.set_global_policy(precision)
+    keras.mixed_precision.set_global_policy(config.train.mixed_precision)
     vgg = random_vgg_features() if config.train.vgg_weight > 0 else None
     trainer = build_trainer(config, vgg)
-    batch = _batch(config)
+    batch = {key: tf.constant(value) for key, value in _batch(config).items()}
     # What fit's train function is: train_step in a tf.function, XLA if configured.
-    step = tf.function(trainer.train_step, jit_compile=config.train.jit_compile)
+    train_step = tf.function(trainer.train_step, jit_compile=config.train.jit_compile)
+
+    def step() -> dict:
+        return {name: float(value.numpy()) for name, value in train_step(batch).items()}
+
+    return step, trainer.generator, trainer.discriminator
+
+
+def _parameters(network) -> int:
+    if hasattr(network, "trainable_weights"):
+        return int(sum(np.prod(v.shape) for v in network.trainable_weights))
+    return int(sum(p.numel() for p in network.parameters() if p.requires_grad))
+
+
+def run_case(case: str, framework: str, precision: str, jit: bool, crop_size: int,
+             repeats: int, warmup: int, quiet_wait_s: float = 0.0) -> dict:
+    """One (case, framework, precision) in this process: build, warm up, time the steps."""
+    memory = MemoryTracker()
+    config = _config(case, crop_size, precision, jit)
+    if framework == "torch":
+        step, generator, discriminator = _torch_step(config, precision)
+    else:
+        step, generator, discriminator = _keras_step(config)
     memory.mark("built")
     losses = {}
 
     def one_step() -> None:
-        logs = step(batch)
-        losses.update({name: float(value.numpy()) for name, value in logs.items()})
+        losses.update(step())
 
-    timing = time_calls(one_step, repeats, warmup, label=f"{case} {precision}: ",
+    timing = time_calls(one_step, repeats, warmup, label=f"{case} {framework} {precision}: ",
                         between=lambda: memory.mark("warm-up"), quiet_wait_s=quiet_wait_s)
     memory.mark("timed")
     model = config.model
-    count = lambda network: int(sum(np.prod(v.shape) for v in network.trainable_weights))  # noqa: E731
     return {
-        "case": case, "precision": precision, "jit_compile": config.train.jit_compile,
+        "case": case, "framework": framework, "precision": precision,
+        "jit_compile": config.train.jit_compile,
         "batch_size": config.train.batch_size, "image_size": list(model.image_size),
         "semantic_channels": model.semantic_channels, "vgg_weight": config.train.vgg_weight,
-        "generator_parameters": count(trainer.generator),
-        "discriminator_parameters": count(trainer.discriminator),
+        "generator_parameters": _parameters(generator),
+        "discriminator_parameters": _parameters(discriminator),
         **timing.as_dict(),
         "median_step_s": timing.median_ms / 1000.0,
         "examples_per_s": config.train.batch_size / (timing.median_ms / 1000.0),
@@ -139,23 +201,48 @@ def run_case(case: str, precision: str, jit: bool, crop_size: int, repeats: int,
         "rss_after_build_mib": memory.phases["built"]["rss_mib"],
         "training_rss_increase_mib": max(0.0, memory.phases["timed"]["phase_peak_mib"]
                                          - memory.phases["built"]["rss_mib"]),
-        "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads()
-        or f"default ({os.cpu_count()})",
+        "threads": _threads(framework),
     }
+
+
+def _threads(framework: str) -> str:
+    if framework == "torch":
+        import torch
+
+        return f"PyTorch intra-op {torch.get_num_threads()}"
+    import tensorflow as tf
+
+    intra = tf.config.threading.get_intra_op_parallelism_threads()
+    inter = tf.config.threading.get_inter_op_parallelism_threads()
+    return (f"TensorFlow intra-op {intra or f'default ({os.cpu_count()})'}, inter-op "
+            f"{inter or 'default'}")
 
 
 def _label(result: dict) -> str:
     height, width = result["image_size"]
     vgg = "VGG on" if result["vgg_weight"] > 0 else "no VGG"
     jit = " XLA" if result["jit_compile"] else ""
-    return (f"{result['case']} {height}x{width} b{result['batch_size']} {vgg}, "
+    framework = "PyTorch" if result["framework"] == "torch" else "ours"
+    return (f"{result['case']} {height}x{width} b{result['batch_size']} {vgg}, {framework} "
             f"{result['precision']}{jit}")
+
+
+def torch_ratio(result: dict, results: list[dict]) -> float | None:
+    """Our step time over PyTorch's for the same case and precision (None: no such row)."""
+    if result["framework"] != "keras":
+        return None
+    torch_result = next((r for r in results if r["framework"] == "torch"
+                         and r["case"] == result["case"]
+                         and r["precision"] == result["precision"]), None)
+    return None if torch_result is None else (result["median_step_s"]
+                                              / torch_result["median_step_s"])
 
 
 def report(results: list[dict], info: dict, args) -> None:
     print(machine_line(info))
-    print(f"threads: TensorFlow intra-op {results[0]['intra_op_threads']}")
-    print("step: GauGAN.train_step (G step + D step, loss trackers) in a tf.function on one "
+    print("threads: " + ", ".join(sorted({result["threads"] for result in results})))
+    print("step: ours = GauGAN.train_step (G step + D step, loss trackers) in a tf.function; "
+          "PyTorch = torch_reference.ReferenceGauGAN.train_step with torch.optim.Adam; one "
           f"fixed in-memory batch; median of the timed steps after {args.warmup} warm-up "
           "step(s); each row in a fresh process; random weights (VGG19 too)")
     print(f"median = of the quiet steps (other processes kept < {QUIET_CORES} cores busy "
@@ -164,22 +251,28 @@ def report(results: list[dict], info: dict, args) -> None:
     print()
     rows = []
     for result in results:
-        float32 = next((r for r in results if r["case"] == result["case"]
-                        and r["precision"] == "float32"
-                        and r["jit_compile"] == result["jit_compile"]), None)
-        speedup = "-" if float32 is None or float32 is result else (
-            f"{float32['median_step_s'] / result['median_step_s']:.2f}x")
+        ratio = torch_ratio(result, results)
+        memory_ratio = "-"
+        if ratio is not None:
+            torch_result = next(r for r in results if r["framework"] == "torch"
+                                and r["case"] == result["case"]
+                                and r["precision"] == result["precision"])
+            memory = result["memory"]["peak_rss_mib"] / torch_result["memory"]["peak_rss_mib"]
+            memory_ratio = f"{memory:.2f}x"
         rows.append([_label(result), f"{result['quiet_calls']}/{len(result['times_ms'])}",
                      f"{result['median_step_s']:.3f}" + ("" if result["of_quiet"] else " *"),
                      f"{result['min_ms'] / 1000:.3f}-{result['max_ms'] / 1000:.3f}",
-                     f"{result['examples_per_s']:.2f}", speedup,
+                     f"{result['examples_per_s']:.2f}",
+                     "reference" if result["framework"] == "torch" else
+                     "-" if ratio is None else f"{ratio:.2f}x",
                      f"{result['first_call_s']:.1f}",
-                     f"{result['memory']['peak_rss_mib']:.0f}",
+                     f"{result['memory']['peak_rss_mib']:.0f}", memory_ratio,
                      f"{result['training_rss_increase_mib']:.0f}",
                      "yes" if result["losses_finite"] else "NO"])
-    print(format_table(["case, precision", "quiet steps", "median s/step", "range s",
-                        "examples/s", "vs float32", "1st step s", "peak RSS MiB",
-                        "+train MiB", "finite losses"], rows))
+    print(format_table(["case, framework, precision", "quiet steps", "median s/step",
+                        "range s", "examples/s", "time vs PyTorch", "1st step s",
+                        "peak RSS MiB", "RSS vs PyTorch", "+train MiB", "finite losses"],
+                       rows))
     for result in results:
         print(f"{_label(result)}: G {result['generator_parameters']:,} and D "
               f"{result['discriminator_parameters']:,} trainable parameters; losses after "
@@ -198,13 +291,19 @@ def main() -> None:
                         help="train.mixed_precision values (both)")
     parser.add_argument("--repeats", type=int, default=None,
                         help="timed steps per row (demo 10, ade20k 5; --quick: 5, 2)")
+    parser.add_argument("--frameworks", nargs="+", choices=FRAMEWORKS,
+                        default=list(FRAMEWORKS), help="ours (keras) and PyTorch's (both)")
+    parser.add_argument("--inter-op-threads", type=int, default=None,
+                        help="TensorFlow's inter-op thread pool size for our rows (default: "
+                             "TensorFlow's; 1 trades nothing in speed for less memory on a "
+                             "CPU, see the README)")
     parser.add_argument("--jit", action="store_true",
                         help="also time the XLA-compiled step (train.jit_compile=true)")
     add_timing_arguments(
         parser, "step", crop_help="ADE20K image side (256; 128 with --quick)",
         quick_help="ADE20K at 128x128 and fewer steps: the code path in minutes")
     add_json_argument(parser)
-    parser.add_argument("--worker", nargs=3, metavar=("CASE", "PRECISION", "JIT"),
+    parser.add_argument("--worker", nargs=4, metavar=("CASE", "FRAMEWORK", "PRECISION", "JIT"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
     resolve_timing_arguments(parser, args, "step")
@@ -213,24 +312,32 @@ def main() -> None:
         return args.repeats or (QUICK_REPEATS if args.quick else DEFAULT_REPEATS)[case]
 
     if args.worker:
-        case, precision, jit = args.worker
-        emit_worker_result(run_case(case, precision, jit == "1", args.crop_size,
+        case, framework, precision, jit = args.worker
+        if args.inter_op_threads and framework == "keras":
+            import tensorflow as tf
+
+            tf.config.threading.set_inter_op_parallelism_threads(args.inter_op_threads)
+        emit_worker_result(run_case(case, framework, precision, jit == "1", args.crop_size,
                                     repeats(case), args.warmup, args.quiet_wait))
         return
 
     info = machine()
     results = []
-    for case in args.cases:
-        for jit in (False, True) if args.jit else (False,):
-            for precision in args.precisions:
-                progress(f"{case} {precision}{' XLA' if jit else ''} in a fresh process")
-                result = run_worker([__file__, "--worker", case, precision, int(jit),
-                                     "--crop-size", args.crop_size, "--warmup", args.warmup,
-                                     "--quiet-wait", args.quiet_wait,
-                                     *(["--repeats", args.repeats] if args.repeats else []),
-                                     *(["--quick"] if args.quick else [])])
-                progress(f"{_label(result)}: median {result['median_step_s']:.3f} s/step")
-                results.append(result)
+    # XLA is ours only; PyTorch's step has no such switch.
+    rows = [(case, framework, precision, jit) for case in args.cases
+            for framework in args.frameworks for precision in args.precisions
+            for jit in ((False, True) if args.jit and framework == "keras" else (False,))]
+    for case, framework, precision, jit in rows:
+        progress(f"{case} {framework} {precision}{' XLA' if jit else ''} in a fresh process")
+        result = run_worker([__file__, "--worker", case, framework, precision, int(jit),
+                             "--crop-size", args.crop_size, "--warmup", args.warmup,
+                             "--quiet-wait", args.quiet_wait,
+                             *(["--repeats", args.repeats] if args.repeats else []),
+                             *(["--inter-op-threads", args.inter_op_threads]
+                               if args.inter_op_threads else []),
+                             *(["--quick"] if args.quick else [])])
+        progress(f"{_label(result)}: median {result['median_step_s']:.3f} s/step")
+        results.append(result)
     info["load_average_1m_at_end"] = round(os.getloadavg()[0], 2)
     report(results, info, args)
     write_json(args.json, {"benchmark": "training_step", "machine": info,

@@ -28,6 +28,7 @@ if "spade_cli" not in sys.modules:
     from spade_tf.config import Config, ConfigError, load_config
     from spade_tf.errors import SpadeError
     from spade_tf.export import export_model
+    from spade_tf.folding import fold_for_inference
     from spade_tf.layers import (
         SPADE,
         AveragePoolExcludingPadding,
@@ -67,6 +68,7 @@ if "spade_cli" not in sys.modules:
         "build_generator",
         "build_semantic_input",
         "export_model",
+        "fold_for_inference",
         "load_config",
         "load_model_dir",
         "save_model_dir",

@@ -25,10 +25,11 @@ import tensorflow as tf
 
 from spade_tf import signatures as sig
 from spade_tf.errors import SpadeError, readable_tf_message
+from spade_tf.folding import fold_for_inference
 from spade_tf.inference import photo_to_unit, style_latent, to_uint8
 from spade_tf.layers.semantic import semantic_one_hot
 from spade_tf.model_dir import load_model_dir
-from spade_tf.precision import policy_name, with_precision
+from spade_tf.precision import policy_name
 
 
 class ExportError(SpadeError, ValueError):
@@ -57,8 +58,11 @@ class SpadeServingModule(tf.Module):
     def __init__(self, generator, encoder, model_config, max_batch_size: int,
                  max_pixels: int):
         super().__init__(name="spade_serving")
-        self.generator = generator
-        self.encoder = encoder
+        # Not tracked: the checkpoint holds each weight once, through tf_variables below.
+        # (Tracked, the Keras networks saved every weight a second time, doubling the
+        # export's size and the memory of whatever serves it.)
+        object.__setattr__(self, "generator", generator)
+        object.__setattr__(self, "encoder", encoder)
         self.config = model_config
         self.max_batch_size = max_batch_size
         self.max_pixels = max_pixels
@@ -394,8 +398,9 @@ def export_model(model_dir: str | os.PathLike, export_base: str | os.PathLike,
                           "missing.")
     precision = precision or export_config.precision
     policy_name(precision)
-    generator = with_precision(loaded.generator, precision)
-    encoder = with_precision(loaded.encoder, precision) \
+    # Spectral norm folded into fixed kernels, weights stored at the served precision.
+    generator = fold_for_inference(loaded.generator, precision)
+    encoder = fold_for_inference(loaded.encoder, precision) \
         if model_config.use_vae and loaded.encoder is not None else None
     version = version if version is not None else next_version(model_base)
     target = model_base / str(version)

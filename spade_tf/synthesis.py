@@ -99,6 +99,7 @@ class ModelFolderBackend:
     def __init__(self, model_dir: str | os.PathLike, checkpoint: str | None = None):
         import tensorflow as tf
 
+        from spade_tf.folding import fold_for_inference
         from spade_tf.model_dir import load_model_dir
         from spade_tf.models import build_semantic_input
 
@@ -110,7 +111,10 @@ class ModelFolderBackend:
                               model.use_dontcare_label, model.dontcare_label,
                               model.use_instance_edges, model.use_vae,
                               config.export.max_batch_size, config.classes())
-        self._generator, self._encoder = networks.generator, networks.encoder
+        # What the exporter serves: spectral norm folded, at export.precision.
+        self._generator, self._encoder = (
+            None if network is None else fold_for_inference(network, config.export.precision)
+            for network in (networks.generator, networks.encoder))
         self._latent_dim = model.latent_dim
         self._semantic = build_semantic_input(model)
         self._call = tf.function(self._images)

@@ -98,10 +98,11 @@ def generate_images(model_dir: str | os.PathLike, data_dir: str | os.PathLike,
 
     from spade_tf.data.pipeline import explain_data_errors
     from spade_tf.errors import readable_tf_message
+    from spade_tf.folding import fold_for_inference
     from spade_tf.inference import to_uint8
     from spade_tf.model_dir import atomic_directory, check_target, load_model_dir
     from spade_tf.models import build_semantic_input
-    from spade_tf.precision import policy_name, with_precision
+    from spade_tf.precision import policy_name
 
     if latent not in LATENT_MODES:
         raise EvaluationError(f"latent {latent!r} is unknown: expected one of "
@@ -113,9 +114,9 @@ def generate_images(model_dir: str | os.PathLike, data_dir: str | os.PathLike,
     policy_name(precision)  # an unknown name fails before any loading
     check_target(out_dir, overwrite)  # so does an --out that would be refused at the end
     networks = load_model_dir(model_dir, networks=("generator", "encoder"))
-    networks.generator = with_precision(networks.generator, precision)
+    networks.generator = fold_for_inference(networks.generator, precision)
     if networks.encoder is not None:
-        networks.encoder = with_precision(networks.encoder, precision)
+        networks.encoder = fold_for_inference(networks.encoder, precision)
     model = networks.config.model
     if model.use_vae and networks.encoder is None and latent == "encode":
         raise EvaluationError(f"{model_dir} is a VAE model without encoder.keras, so the latent "

@@ -13,7 +13,9 @@ differ from the reference. This wrapper keeps the raw kernel (PyTorch's
 
 ``W`` is the kernel as a matrix in PyTorch's order, (out, in * kh * kw) with the
 inputs flattened as (in, kh, kw), so ``u`` and ``v`` load unchanged from a
-PyTorch checkpoint.
+PyTorch checkpoint. The products with ``W`` are computed on the Keras kernel as it is,
+reshaped to (kh * kw * in, out), with the small vector ``v`` permuted instead: no
+transposed copy of the kernel (nor of its gradient) is made on each call.
 """
 
 from __future__ import annotations
@@ -35,6 +37,26 @@ def kernel_as_matrix(kernel):
     rank = len(kernel.shape)
     order = [rank - 1, rank - 2, *range(rank - 2)]
     return ops.reshape(ops.transpose(kernel, order), (kernel.shape[-1], -1))
+
+
+def _torch_to_keras_order(vector, kernel_shape):
+    """A vector over PyTorch's input order (in, kh, kw) -> the Keras kernel's (kh, kw, in)."""
+    spatial, inputs = tuple(kernel_shape[:-2]), kernel_shape[-2]
+    if not spatial:
+        return vector
+    rank = len(spatial) + 1
+    cube = ops.reshape(vector, (inputs, *spatial))
+    return ops.reshape(ops.transpose(cube, [*range(1, rank), 0]), (-1,))
+
+
+def _keras_to_torch_order(vector, kernel_shape):
+    """The inverse of :func:`_torch_to_keras_order`."""
+    spatial, inputs = tuple(kernel_shape[:-2]), kernel_shape[-2]
+    if not spatial:
+        return vector
+    rank = len(spatial) + 1
+    cube = ops.reshape(vector, (*spatial, inputs))
+    return ops.reshape(ops.transpose(cube, [rank - 1, *range(rank - 1)]), (-1,))
 
 
 @keras.saving.register_keras_serializable(package="spade_tf")
@@ -87,18 +109,23 @@ class SpectralNormalization(keras.layers.Wrapper):
         # Sigma is computed in float32 at least, also under mixed precision.
         dtype = keras.backend.result_type(self.layer.kernel.dtype, "float32")
         kernel = ops.cast(self.layer.kernel, dtype)
-        matrix = kernel_as_matrix(kernel)
+        shape = tuple(kernel.shape)
+        # PyTorch's W is this matrix transposed, with its rows permuted (see module doc):
+        # W v = matrix^T v_keras and W^T u = permuted(matrix u).
+        matrix = ops.reshape(kernel, (-1, shape[-1]))
         u, v = ops.cast(self.u, dtype), ops.cast(self.v, dtype)
         if training:
             frozen = ops.stop_gradient(matrix)
             u_value = u
             for _ in range(self.power_iterations):
-                v_value = self._normalize(ops.matmul(ops.transpose(frozen), u_value))
-                u_value = self._normalize(ops.matmul(frozen, v_value))
+                v_value = self._normalize(
+                    _keras_to_torch_order(ops.matmul(frozen, u_value), shape))
+                u_value = self._normalize(
+                    ops.matmul(_torch_to_keras_order(v_value, shape), frozen))
             self.u.assign(u_value)
             self.v.assign(v_value)
             u, v = u_value, v_value
-        sigma = ops.sum(u * ops.matmul(matrix, v))
+        sigma = ops.sum(u * ops.matmul(_torch_to_keras_order(v, shape), matrix))
         return kernel / sigma
 
     def call(self, inputs, training=None):

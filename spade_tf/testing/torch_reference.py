@@ -12,6 +12,7 @@ iteration, G step then D step (``ReferenceGauGAN``), for the training-parity tes
 
 from __future__ import annotations
 
+import contextlib
 from collections import OrderedDict
 from collections.abc import Iterator
 
@@ -352,6 +353,37 @@ def randomize_(module: nn.Module, seed: int, power_iterations: int = 3) -> nn.Mo
     return module.eval()
 
 
+# -- networks for a spade_tf config, randomised (parity tests, benchmarks) ---------------
+
+
+def torch_generator(config, seed: int = 0, sn_api: str = "old") -> SPADEGenerator:
+    """The reference generator for ``config`` (a ``spade_tf.config.Config``), randomised."""
+    model = config.model
+    network = SPADEGenerator(
+        model.semantic_channels, crop_size=model.crop_size, aspect_ratio=model.aspect_ratio,
+        num_upsampling_layers=model.num_upsampling_layers, use_vae=model.use_vae,
+        base_filters=model.base_filters, latent_dim=model.latent_dim, sn_api=sn_api,
+    )
+    return randomize_(network, seed)
+
+
+def torch_discriminator(config, seed: int = 1, sn_api: str = "old") -> MultiscaleDiscriminator:
+    """The reference multi-scale discriminator for ``config``, randomised."""
+    model = config.model
+    network = MultiscaleDiscriminator(
+        model.semantic_channels + 3, num_scales=model.num_discriminators,
+        n_layers=model.disc_layers, base_filters=model.disc_filters, sn_api=sn_api,
+    )
+    return randomize_(network, seed)
+
+
+def torch_encoder(config, seed: int = 2, sn_api: str = "old") -> ConvEncoder:
+    """The reference style encoder for ``config``, randomised."""
+    model = config.model
+    network = ConvEncoder(base_filters=model.encoder_filters, latent_dim=model.latent_dim,
+                          sn_api=sn_api)
+    return randomize_(network, seed)
+
 def save_state_dict(module: nn.Module, path: str, data_parallel: bool = False) -> None:
     """``torch.save`` the state dict; ``data_parallel`` prefixes keys ``module.``."""
     state = module.state_dict()
@@ -548,7 +580,8 @@ class ReferenceGauGAN:
     every term is averaged over them, KL being a sum over each GPU's examples. ``noise``
     arguments are the reparameterisation's standard-normal draws [B, latent] (VAE only).
     After each ``train_step``, ``gradients`` holds the step's gradients by parameter name
-    (``generator/...``, ``encoder/...``, ``discriminator/...``).
+    (``generator/...``, ``encoder/...``, ``discriminator/...``) unless ``keep_gradients``
+    is off (the benchmarks time the step without those copies).
     """
 
     def __init__(
@@ -561,6 +594,7 @@ class ReferenceGauGAN:
         vgg_weight: float = 10.0,
         kl_weight: float = 0.05,
         gpus: int = 1,
+        keep_gradients: bool = True,
     ) -> None:
         if generator.use_vae != (encoder is not None):
             raise ValueError("a VAE generator needs the encoder, and only it does")
@@ -572,6 +606,7 @@ class ReferenceGauGAN:
         self.vgg_weight = vgg_weight
         self.kl_weight = kl_weight
         self.gpus = gpus
+        self.keep_gradients = keep_gradients
         self.gradients: dict[str, torch.Tensor] = {}
 
     def networks(self) -> dict[str, nn.Module]:
@@ -645,6 +680,8 @@ class ReferenceGauGAN:
         }
 
     def _keep_gradients(self, roles: tuple[str, ...]) -> None:
+        if not self.keep_gradients:
+            return
         for role in roles:
             for name, param in self.networks().get(role, nn.Module()).named_parameters():
                 if param.grad is not None:
@@ -657,22 +694,35 @@ class ReferenceGauGAN:
         g_optimizer: torch.optim.Optimizer,
         d_optimizer: torch.optim.Optimizer,
         noise: tuple[torch.Tensor, torch.Tensor] | None = None,
+        autocast_dtype: torch.dtype | None = None,
     ) -> dict[str, float]:
-        """One G step then one D step (networks in training mode); the losses as floats."""
+        """One G step then one D step (networks in training mode); the losses as floats.
+
+        ``autocast_dtype`` (``torch.bfloat16``, ...): the forward passes run under
+        ``torch.autocast`` (mixed precision), the backward passes outside it.
+        """
         for net in self.networks().values():
             net.train()
         noise_g, noise_d = noise if noise is not None else (None, None)
+
+        def forward_precision():
+            if autocast_dtype is None:
+                return contextlib.nullcontext()
+            return torch.autocast(semantic.device.type, dtype=autocast_dtype)
+
         self.gradients = {}
         g_optimizer.zero_grad()
-        g_terms = self.generator_losses(semantic, image, noise_g)
-        g_terms["g_total"] = sum(g_terms.values())
+        with forward_precision():
+            g_terms = self.generator_losses(semantic, image, noise_g)
+            g_terms["g_total"] = sum(g_terms.values())
         g_terms["g_total"].backward()
         self._keep_gradients(("generator", "encoder"))
         g_optimizer.step()
 
         d_optimizer.zero_grad()
-        d_terms = self.discriminator_losses(semantic, image, noise_d)
-        d_terms["d_total"] = d_terms["d_real"] + d_terms["d_fake"]
+        with forward_precision():
+            d_terms = self.discriminator_losses(semantic, image, noise_d)
+            d_terms["d_total"] = d_terms["d_real"] + d_terms["d_fake"]
         d_terms["d_total"].backward()
         self._keep_gradients(("discriminator",))
         d_optimizer.step()

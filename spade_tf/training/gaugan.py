@@ -184,12 +184,22 @@ class GauGAN(keras.Model):
         terms["g_total"] = tf.add_n(list(terms.values()))
         return terms
 
-    def discriminator_losses(self, data: dict, training: bool = True) -> dict:
-        """Per-example discriminator loss terms on a fresh (fixed) fake."""
+    def fresh_fake(self, data: dict, training: bool = True):
+        """The generator's image for the discriminator step, as a constant."""
+        real = tf.cast(data["image"], tf.float32)
+        fake, _ = self._generate(self.semantic(data), real, training)
+        return tf.stop_gradient(fake)
+
+    def discriminator_losses(self, data: dict, training: bool = True, fake=None) -> dict:
+        """Per-example discriminator loss terms on a fresh (fixed) fake.
+
+        ``fake``: that image when already made (``train_step`` makes it outside the
+        discriminator's gradient tape, which need not record the generator's forward).
+        """
         real = tf.cast(data["image"], tf.float32)
         semantic = self.semantic(data)
-        fake, _ = self._generate(semantic, real, training)
-        fake = tf.stop_gradient(fake)
+        if fake is None:
+            fake = self.fresh_fake(data, training)
         fake_out, real_out = self._discriminate(semantic, fake, real, training)
         d_real, d_fake = losses.discriminator_losses(real_out, fake_out, self.gan_mode)
         return {"d_real": d_real, "d_fake": d_fake, "d_total": d_real + d_fake}
@@ -229,8 +239,9 @@ class GauGAN(keras.Model):
         self._update(self.g_optimizer, tape, g_loss, generator_variables)
 
         discriminator_variables = self.discriminator.trainable_variables
+        fake = self.fresh_fake(data, training=True)
         with tf.GradientTape() as tape:
-            d_terms = self.discriminator_losses(data, training=True)
+            d_terms = self.discriminator_losses(data, training=True, fake=fake)
             d_loss = self.d_optimizer.scale_loss(self._global_mean(d_terms["d_total"]))
         self._update(self.d_optimizer, tape, d_loss, discriminator_variables)
         return self._track({**g_terms, **d_terms})

@@ -7,12 +7,13 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from support.models import calibrated_generator
 
 from spade_cli.export import main as export_main
 from spade_tf.config import Config, ConfigError, ExportConfig, ModelConfig
 from spade_tf.inference import to_uint8
 from spade_tf.model_dir import ModelDir, save_model_dir
-from spade_tf.models import build_encoder, build_generator, build_semantic_input
+from spade_tf.models import build_encoder, build_semantic_input
 from spade_tf.precision import PrecisionError, network_precision, with_precision
 
 MODEL = ModelConfig(num_classes=5, use_instance_edges=True, crop_size=64, base_filters=4,
@@ -32,23 +33,7 @@ def _semantic(seed: int) -> tf.Tensor:
 
 @pytest.fixture(scope="module")
 def calibrated():
-    """A generator whose batch-norm statistics describe its activations.
-
-    Untrained networks keep running statistics of mean 0 / variance 1, under which the
-    residual stack grows activations to ~1e16 and tanh saturates: a precision comparison
-    on those is meaningless. Training-mode passes set the statistics as training would,
-    and the output convolution is scaled so images span [-1, 1] as a trained one's do
-    (its 0.02-gain initialisation leaves them within +-0.01).
-    """
-    keras.utils.set_random_seed(3)
-    generator = build_generator(MODEL)
-    for step in range(15):
-        inputs = {"semantic": _semantic(step)}
-        generator(inputs, training=True)
-    spread = generator(inputs, training=False).numpy().std()
-    kernel = generator.get_layer("conv_img").kernel
-    kernel.assign(kernel * (0.5 / spread))
-    return generator
+    return calibrated_generator(MODEL, lambda step: {"semantic": _semantic(step)})
 
 
 def test_copies_compute_in_the_reduced_type_with_the_same_weights(calibrated):
@@ -105,6 +90,18 @@ def test_bfloat16_export_serves_close_to_the_float32_generator(calibrated, tmp_p
     export = tmp_path / "exports" / "spade" / "1"
     assert json.loads((export / "assets.extra" / "spade_model.json").read_text())[
         "precision"] == "bfloat16"
+    # Spectral norm folded (no power-iteration vectors), weights stored in bfloat16.
+    reader = tf.train.load_checkpoint(str(export / "variables" / "variables"))
+    shapes = reader.get_variable_to_shape_map()
+    sizes = {tf.float32: 0, tf.bfloat16: 0}
+    for name, dtype in reader.get_variable_to_dtype_map().items():
+        if "VARIABLE_VALUE" in name:
+            sizes[dtype] += int(np.prod(shapes[name]))
+    statistics = sum(int(np.prod(v.shape)) for v in calibrated.weights if "moving_" in v.path)
+    spectral = sum(int(np.prod(v.shape)) for v in calibrated.weights
+                   if v.path.endswith(("/u", "/v")))
+    assert sizes == {tf.float32: statistics,
+                     tf.bfloat16: calibrated.count_params() - statistics - spectral}
     served = tf.saved_model.load(str(export)).signatures["serving_default"]
     conv_types = {node.attr["T"].type for function in served.graph.as_graph_def().library.function
                   for node in function.node_def if node.op == "Conv2D"}

@@ -1,10 +1,15 @@
-"""Tiny reference networks in PyTorch, randomised and described by a matching config.
+"""The converter tests' tiny config and its randomised PyTorch networks (needs torch).
 
-Used by the converter's parity tests (and the benchmarks); needs torch.
+The network builders live in ``spade_tf.testing.torch_reference`` (the benchmarks use
+them too); they are re-exported here for the tests.
 """
 
 from spade_tf.config import Config, ModelConfig
-from spade_tf.testing import torch_reference as reference
+from spade_tf.testing.torch_reference import (  # noqa: F401 (re-exported for the tests)
+    torch_discriminator,
+    torch_encoder,
+    torch_generator,
+)
 
 # 5 classes + don't-care + instance edges = 7 semantic channels; hidden width 128 as in
 # the reference (fixed there), few filters so everything runs in a second on a CPU.
@@ -16,28 +21,3 @@ TINY_MODEL = {"num_classes": 5, "use_dontcare_label": True, "use_instance_edges"
 def tiny_config(**changes) -> Config:
     return Config(model=ModelConfig(**{**TINY_MODEL, **changes}))
 
-
-def torch_generator(config: Config, seed: int = 0, sn_api: str = "old"):
-    model = config.model
-    network = reference.SPADEGenerator(
-        model.semantic_channels, crop_size=model.crop_size, aspect_ratio=model.aspect_ratio,
-        num_upsampling_layers=model.num_upsampling_layers, use_vae=model.use_vae,
-        base_filters=model.base_filters, latent_dim=model.latent_dim, sn_api=sn_api,
-    )
-    return reference.randomize_(network, seed)
-
-
-def torch_discriminator(config: Config, seed: int = 1, sn_api: str = "old"):
-    model = config.model
-    network = reference.MultiscaleDiscriminator(
-        model.semantic_channels + 3, num_scales=model.num_discriminators,
-        n_layers=model.disc_layers, base_filters=model.disc_filters, sn_api=sn_api,
-    )
-    return reference.randomize_(network, seed)
-
-
-def torch_encoder(config: Config, seed: int = 2, sn_api: str = "old"):
-    model = config.model
-    network = reference.ConvEncoder(base_filters=model.encoder_filters,
-                                    latent_dim=model.latent_dim, sn_api=sn_api)
-    return reference.randomize_(network, seed)

@@ -1,0 +1,36 @@
+"""benchmarks/gpu.py runs without a GPU (its CPU quick mode) and reports every row."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from support import ROOT, import_torch
+from support.processes import command_env
+
+
+def test_gpu_benchmark_runs_in_its_cpu_quick_mode(tmp_path):
+    import_torch()  # the script's PyTorch rows need it
+    out = tmp_path / "gpu.json"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "gpu.py"), "--repeats", "1", "--warmup", "1",
+         "--json", str(out)], capture_output=True, text=True, timeout=600, cwd=ROOT,
+        env=command_env(), stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    assert figures["quick"] and figures["machine"]["accelerators"] == [
+        "CPU (no GPU: quick mode)"]
+    names = {section: [row["name"] for row in figures[section]]
+             for section in ("generator", "training")}
+    assert names == {
+        "generator": ["ours float32", "ours bfloat16", "ours float32 XLA", "ours bfloat16 XLA",
+                      "PyTorch float32", "PyTorch bfloat16 autocast"],
+        "training": ["ours mixed_bfloat16, 1 device", "ours mixed_bfloat16, 2 devices",
+                     "PyTorch autocast bfloat16, 1 device"]}
+    for row in figures["generator"] + figures["training"]:
+        # images/s: the batch (2 in quick mode, per device in training) over the median.
+        assert row["median_ms"] > 0
+        images = 2 * row.get("devices", 1)
+        assert row["images_per_s"] == pytest.approx(1000.0 * images / row["median_ms"])
+    assert [row["devices"] for row in figures["training"]] == [1, 2, 1]
+    assert "images/s" in done.stdout and "quick mode" in done.stdout
