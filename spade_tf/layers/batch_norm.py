@@ -102,6 +102,22 @@ class ParameterFreeBatchNorm(keras.layers.Layer):
         return tf.cast(outputs, self.compute_dtype)
 
     def _train(self, x: tf.Tensor) -> tf.Tensor:
+        outputs, mean, squared_deviations, count = self._normalize_batch(x)
+        self._update_moving_statistics(mean, squared_deviations, count)
+        return outputs
+
+    def _normalize_batch(self, x: tf.Tensor):
+        """(normalized x, batch mean, sum of squared deviations, count); the statistics
+        come without gradient.
+
+        The gradient is batch norm's closed form, ``(g - mean(g) - y * mean(g * y)) /
+        std`` with the means over the (global) batch: the same function as differentiating
+        the two-pass computation, in two reductions and two elementwise passes, keeping
+        only ``y`` and ``1 / std`` for the backward pass.
+        """
+        return tf.custom_gradient(self._normalize_with_gradient)(x)
+
+    def _normalize_with_gradient(self, x: tf.Tensor):
         dtype = x.dtype
         # Pass 1: the mean from a sum and a count (one all-reduce of [sum, count]).
         count = tf.cast(tf.reduce_prod(tf.shape(x)[:3]), dtype)
@@ -121,11 +137,16 @@ class ParameterFreeBatchNorm(keras.layers.Layer):
         # term is tiny (correction is a rounding error), so no cancellation.
         squared_deviations = tf.maximum(sums[1] - count * tf.square(correction), 0.0)
         variance = squared_deviations / count
-        outputs = (deviation - correction) * tf.math.rsqrt(variance + self.epsilon)
-        self._update_moving_statistics(
-            tf.stop_gradient(rough_mean + correction), tf.stop_gradient(squared_deviations),
-            tf.stop_gradient(count))
-        return outputs
+        inverse_std = tf.math.rsqrt(variance + self.epsilon)
+        outputs = (deviation - correction) * inverse_std
+
+        def gradient(upstream, *_statistics_gradients):
+            sums = tf.stack([tf.reduce_sum(upstream, _REDUCTION_AXES),
+                             tf.reduce_sum(upstream * outputs, _REDUCTION_AXES)])
+            sums = _all_reduce_sum(sums, self.synchronized) / count
+            return (upstream - sums[0] - outputs * sums[1]) * inverse_std
+
+        return (outputs, rough_mean + correction, squared_deviations, count), gradient
 
     def _update_moving_statistics(self, mean: tf.Tensor, squared_deviations: tf.Tensor,
                                   count: tf.Tensor) -> None:

@@ -20,8 +20,8 @@ from tfrecords_tools.inspect import inspect_dataset
 PROG = "spade-tfrecords convert"
 
 
-def _scenes(folder: Path, num: int = 12, seed: int = 0) -> Path:
-    return synthetic.write_dataset(folder, num, size=32, seed=seed)
+def _scenes(folder: Path, num: int = 12, seed: int = 0, size: int = 32) -> Path:
+    return synthetic.write_dataset(folder, num, size=size, seed=seed)
 
 
 def _folders_args(data: Path, out: Path, *extra) -> list[str]:
@@ -89,7 +89,9 @@ def _start_in_own_group(*args) -> subprocess.Popen:
 
 
 def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path):
-    data = _many_pairs(_scenes(tmp_path / "scenes", 6), tmp_path / "data", 600)
+    # Scenes big enough that the 60 shards take a while to write: with 32x32 ones the rest
+    # of the conversion could finish between the first shard and the signal.
+    data = _many_pairs(_scenes(tmp_path / "scenes", 6, size=160), tmp_path / "data", 600)
     out = tmp_path / "records"
     args = _folders_args(data, out, "--num-shards", 60, "--workers", 2)
     process = _start_in_own_group(*args)

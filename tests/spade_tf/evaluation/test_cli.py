@@ -9,7 +9,7 @@ from support.scores import independent_miou
 from support.synthetic_data import make_synthetic_records
 
 from spade_cli.evaluate import main
-from spade_tf import precision
+from spade_tf import folding
 from spade_tf.config import Config, DataConfig, ModelConfig
 from spade_tf.evaluation import (
     feature_statistics,
@@ -73,9 +73,9 @@ def test_generate_then_synthetic(records, tmp_path, capsys, monkeypatch):
     assert np.abs(generated.astype(int) - expected).max() <= 1
     # The in-process precision switch (its accuracy is tested in test_precision.py on a
     # generator with calibrated statistics; this untrained one saturates).
-    computed_in, original_with_precision = [], precision.with_precision
-    monkeypatch.setattr(precision, "with_precision", lambda network, name: computed_in.append(
-        name) or original_with_precision(network, name))
+    computed_in, original_fold = [], folding.fold_for_inference
+    monkeypatch.setattr(folding, "fold_for_inference", lambda network, name: computed_in.append(
+        name) or original_fold(network, name))
     assert main(["generate", "--model-dir", str(model_dir), "--data", str(data), "--out",
                  str(tmp_path / "eval_bf16"), "--precision", "bfloat16"]) == 0
     assert computed_in == ["bfloat16"]
