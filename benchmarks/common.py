@@ -357,6 +357,8 @@ def machine_line(info: dict | None = None) -> str:
     versions = ", ".join(f"{name} {info[name]}" for name in ("tensorflow", "keras", "torch")
                          if info.get(name))
     flags = " ".join(info["cpu_flags"]) or "none"
+    # The bf16 paths differ most between CPUs with and without AMX tiles: say which.
+    flags += "" if any(flag.startswith("amx") for flag in info["cpu_flags"]) else " (no AMX)"
     env = "".join(f", {key}={value}" for key, value in info["env"].items())
     load = f"1-min load average at start {info['load_average_1m']}"
     if "load_average_1m_at_end" in info:

@@ -5,9 +5,9 @@ input_pipeline and serving_latency (the paper's full-size network over gRPC and 
 float32 and bfloat16); their full tables are printed as they finish. Then a summary: the
 machine (CPU name, cores, bf16/AMX features), our time over PyTorch's for inference
 (float32 and bfloat16; in-process and exported) and training steps, peak memory beside each
-time, and the interactive latencies. About 30 minutes on a quiet 2-core machine (longer
+time, and the interactive latencies. About 16 minutes on a quiet 2-core machine (longer
 when other jobs share the CPU: the timed scripts wait up to a minute per row for quiet);
-``--quick`` (smaller images, fewer repeats) takes several minutes.
+``--quick`` (smaller images, fewer repeats) takes about 7.
 
     python benchmarks/run_all.py [--quick] [--only generator_256 training_step]
                                  [--json OUT]
@@ -38,7 +38,7 @@ from benchmarks.common import (  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 # name -> (script, arguments by default, arguments with --quick). The defaults keep the
-# whole run near 30 minutes on a quiet 2-core machine; run a script alone for more repeats.
+# whole run near 16 minutes on a quiet 2-core machine; run a script alone for more repeats.
 BENCHMARKS = {
     "generator_256": ("generator_vs_torch", ["--repeats", "5", "--warmup", "2"],
                       ["--quick"]),

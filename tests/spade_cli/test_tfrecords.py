@@ -20,8 +20,8 @@ from tfrecords_tools.inspect import inspect_dataset
 PROG = "spade-tfrecords convert"
 
 
-def _scenes(folder: Path, num: int = 12, seed: int = 0, size: int = 32) -> Path:
-    return synthetic.write_dataset(folder, num, size=size, seed=seed)
+def _scenes(folder: Path, num: int = 12, seed: int = 0) -> Path:
+    return synthetic.write_dataset(folder, num, size=32, seed=seed)
 
 
 def _folders_args(data: Path, out: Path, *extra) -> list[str]:
@@ -81,17 +81,22 @@ def _many_pairs(source: Path, target: Path, copies: int) -> Path:
     return target
 
 
+def _default_sigint() -> None:
+    # A suite started in the background (`make test &`, nohup) runs with SIGINT ignored, and
+    # an ignored SIGINT is inherited: Python would then never raise KeyboardInterrupt.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start_in_own_group(*args) -> subprocess.Popen:
     # Its own process group, so SIGINT reaches the workers too, as Ctrl-C in a terminal does.
     return subprocess.Popen([sys.executable, "-m", "spade_cli.tfrecords", *map(str, args)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=command_env(), stdin=subprocess.DEVNULL, start_new_session=True)
+                            env=command_env(), stdin=subprocess.DEVNULL, start_new_session=True,
+                            preexec_fn=_default_sigint)
 
 
 def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path):
-    # Scenes big enough that the 60 shards take a while to write: with 32x32 ones the rest
-    # of the conversion could finish between the first shard and the signal.
-    data = _many_pairs(_scenes(tmp_path / "scenes", 6, size=160), tmp_path / "data", 600)
+    data = _many_pairs(_scenes(tmp_path / "scenes", 6), tmp_path / "data", 600)
     out = tmp_path / "records"
     args = _folders_args(data, out, "--num-shards", 60, "--workers", 2)
     process = _start_in_own_group(*args)
