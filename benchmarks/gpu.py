@@ -31,7 +31,6 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from benchmarks.common import (  # noqa: E402
@@ -43,6 +42,7 @@ from benchmarks.common import (  # noqa: E402
     time_calls,
     write_json,
 )
+from benchmarks.training_step import fixed_batch, torch_step  # noqa: E402
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 GPUS = tf.config.list_physical_devices("GPU")
@@ -64,13 +64,6 @@ def _config(quick: bool, precision: str = "float32", batch: int = 1):
         f"train.mixed_precision={precision}"])
 
 
-def _labels(model, batch: int, seed: int = 0) -> np.ndarray:
-    height, width = model.image_size
-    rng = np.random.default_rng(seed)
-    coarse = rng.integers(0, model.num_classes, (batch, -(-height // 16), -(-width // 16)))
-    return coarse.repeat(16, 1).repeat(16, 2)[:, :height, :width].astype(np.int32)
-
-
 def _figure(name: str, timing, images: int, **extra) -> dict:
     seconds = timing.median_ms / 1000.0
     return {"name": name, "median_ms": timing.median_ms, "images_per_s": images / seconds,
@@ -84,11 +77,10 @@ def keras_generator(args) -> list[dict]:
     from spade_tf.folding import fold_for_inference
     from spade_tf.models import build_generator, build_semantic_input
 
-    config = _config(args.quick)
+    config = _config(args.quick, batch=args.batch)
     model = config.model
-    semantic = build_semantic_input(model)(
-        _labels(model, args.batch), _labels(model, args.batch, 1)
-        if model.use_instance_edges else None)
+    data = fixed_batch(config)
+    semantic = build_semantic_input(model)(data["label"], data.get("instance"))
     generator = build_generator(model)
     figures = []
     cases = [("float32", False), ("bfloat16", False), ("float32", True), ("bfloat16", True)]
@@ -123,14 +115,7 @@ def keras_training(args) -> list[dict]:
                 vgg = random_vgg_features() if config.train.vgg_weight > 0 else None
                 trainer = build_trainer(config, vgg)
             keras.mixed_precision.set_global_policy("float32")
-            model = config.model
-            height, width = model.image_size
-            batch = {"label": _labels(model, config.train.batch_size),
-                     "image": np.random.default_rng(2).uniform(
-                         -1, 1, (config.train.batch_size, height, width, 3)).astype(np.float32)}
-            if model.use_instance_edges:
-                batch["instance"] = _labels(model, config.train.batch_size, 3)
-            dataset = tf.data.Dataset.from_tensors(batch).repeat()
+            dataset = tf.data.Dataset.from_tensors(fixed_batch(config)).repeat()
             iterator = iter(strategy.experimental_distribute_dataset(dataset))
 
             @tf.function
@@ -152,11 +137,7 @@ def keras_training(args) -> list[dict]:
 def _torch_device():
     import torch
 
-    return torch.device("cuda:0" if torch.cuda.is_available() and not _cpu_only() else "cpu")
-
-
-def _cpu_only() -> bool:
-    return not GPUS
+    return torch.device("cuda:0" if GPUS and torch.cuda.is_available() else "cpu")
 
 
 def _synchronize(device) -> None:
@@ -172,13 +153,14 @@ def torch_generator(args) -> list[dict]:
     from spade_tf.testing import torch_reference as reference
 
     device = _torch_device()
-    config = _config(args.quick)
+    config = _config(args.quick, batch=args.batch)
     model = config.model
     network = reference.torch_generator(config).to(device).eval()
+    data = fixed_batch(config)
     semantic = reference.semantic_one_hot(
-        _labels(model, args.batch), model.num_classes,
+        data["label"], model.num_classes,
         model.dontcare_label if model.use_dontcare_label else None,
-        _labels(model, args.batch, 1) if model.use_instance_edges else None).to(device)
+        data.get("instance")).to(device)
     dtypes = [("float32", None), ("bfloat16", torch.bfloat16)]
     if device.type == "cuda":
         dtypes.append(("float16", torch.float16))
@@ -199,41 +181,21 @@ def torch_generator(args) -> list[dict]:
 
 
 def torch_training(args) -> list[dict]:
+    """PyTorch's reference step (benchmarks/training_step.py's) on one device."""
     import torch
 
-    from spade_tf.testing import torch_reference as reference
-
     device = _torch_device()
-    config = _config(args.quick, batch=args.batch)
-    model, train = config.model, config.train
-    generator = reference.torch_generator(config).to(device)
-    discriminator = reference.torch_discriminator(config).to(device)
-    vgg = reference.VGG19Features().to(device) if train.vgg_weight > 0 else None
-    trainer = reference.ReferenceGauGAN(generator, discriminator, None, vgg,
-                                        vgg_weight=train.vgg_weight, keep_gradients=False)
-    g_optimizer = torch.optim.Adam(generator.parameters(), lr=train.g_learning_rate,
-                                   betas=(train.beta_1, train.beta_2))
-    d_optimizer = torch.optim.Adam(discriminator.parameters(), lr=train.d_learning_rate,
-                                   betas=(train.beta_1, train.beta_2))
-    height, width = model.image_size
-    semantic = reference.semantic_one_hot(
-        _labels(model, args.batch), model.num_classes,
-        model.dontcare_label if model.use_dontcare_label else None,
-        _labels(model, args.batch, 3) if model.use_instance_edges else None).to(device)
-    image = torch.from_numpy(np.random.default_rng(2).uniform(
-        -1, 1, (args.batch, 3, height, width)).astype(np.float32)).to(device)
-    dtypes = [("bfloat16", torch.bfloat16)]
-    if device.type == "cuda":
-        dtypes.append(("float16", torch.float16))
+    precisions = ["mixed_bfloat16"] + (["mixed_float16"] if device.type == "cuda" else [])
     figures = []
-    for precision, dtype in dtypes:
-        def step(dtype=dtype) -> None:
-            trainer.train_step(semantic, image, g_optimizer, d_optimizer, autocast_dtype=dtype)
-            _synchronize(device)
-
-        name = f"PyTorch autocast {precision}, 1 device"
+    for precision in precisions:
+        step, _, _ = torch_step(_config(args.quick, precision, args.batch), precision,
+                                str(device))
+        name = f"PyTorch autocast {precision.removeprefix('mixed_')}, 1 device"
         timing = time_calls(step, args.repeats, args.warmup, label=f"{name}: ")
         figures.append(_figure(name, timing, args.batch, devices=1, device=str(device)))
+        del step
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
     return figures
 
 

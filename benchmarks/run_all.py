@@ -35,6 +35,7 @@ from benchmarks.common import (  # noqa: E402
     progress,
     write_json,
 )
+from benchmarks.training_step import torch_counterpart  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 # name -> (script, arguments by default, arguments with --quick). The defaults keep the
@@ -108,10 +109,8 @@ def _training_rows(figures: dict) -> list[tuple]:
                  f"{framework} {result['precision']}{' XLA' if result['jit_compile'] else ''}")
         memory = result["memory"]["peak_rss_mib"]
         note = f"peak RSS {memory:.0f} MiB"
-        torch_result = next((r for r in results if r.get("framework") == "torch"
-                             and r["case"] == result["case"]
-                             and r["precision"] == result["precision"]), None)
-        if framework == "ours" and torch_result is not None:
+        torch_result = torch_counterpart(result, results)
+        if torch_result is not None:
             note += (f"; {result['median_step_s'] / torch_result['median_step_s']:.2f}x "
                      f"PyTorch's time, {memory / torch_result['memory']['peak_rss_mib']:.2f}x "
                      "its peak RSS")

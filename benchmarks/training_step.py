@@ -85,7 +85,7 @@ def _config(case: str, crop_size: int, precision: str, jit: bool):
 FRAMEWORKS = ("keras", "torch")
 
 
-def _batch(config, seed: int = 0) -> dict:
+def fixed_batch(config, seed: int = 0) -> dict:
     """One fixed batch in the layout of spade_tf.data.make_input_fn (numpy): blocky labels."""
     model, batch = config.model, config.train.batch_size
     height, width = model.image_size
@@ -103,18 +103,22 @@ def _batch(config, seed: int = 0) -> dict:
     return data
 
 
-def _torch_step(config, precision: str):
-    """PyTorch's step on the reference networks for ``config``; returns (step, G, D)."""
+def torch_step(config, precision: str, device: str = "cpu"):
+    """PyTorch's step on the reference networks for ``config``; returns (step, G, D).
+
+    ``step()`` returns the losses, so it returns when the step's work is done (on a GPU
+    too: reading them synchronizes).
+    """
     import torch
 
     from spade_tf.testing import torch_reference as reference
 
     torch.set_num_threads(os.cpu_count())
     model, train = config.model, config.train
-    generator = reference.torch_generator(config)
-    discriminator = reference.torch_discriminator(config)
-    encoder = reference.torch_encoder(config) if model.use_vae else None
-    vgg = reference.VGG19Features() if train.vgg_weight > 0 else None
+    generator = reference.torch_generator(config).to(device)
+    discriminator = reference.torch_discriminator(config).to(device)
+    encoder = reference.torch_encoder(config).to(device) if model.use_vae else None
+    vgg = reference.VGG19Features().to(device) if train.vgg_weight > 0 else None
     trainer = reference.ReferenceGauGAN(
         generator, discriminator, encoder, vgg,
         feature_matching_weight=train.feature_matching_weight, vgg_weight=train.vgg_weight,
@@ -123,12 +127,13 @@ def _torch_step(config, precision: str):
                                    betas=(train.beta_1, train.beta_2))
     d_optimizer = torch.optim.Adam(discriminator.parameters(), lr=train.d_learning_rate,
                                    betas=(train.beta_1, train.beta_2))
-    data = _batch(config)
+    data = fixed_batch(config)
     semantic = reference.semantic_one_hot(
         data["label"], model.num_classes,
-        model.dontcare_label if model.use_dontcare_label else None, data.get("instance"))
-    image = torch.from_numpy(data["image"].transpose(0, 3, 1, 2).copy())
-    autocast = torch.bfloat16 if precision == "mixed_bfloat16" else None
+        model.dontcare_label if model.use_dontcare_label else None,
+        data.get("instance")).to(device)
+    image = torch.from_numpy(data["image"].transpose(0, 3, 1, 2).copy()).to(device)
+    autocast = {"mixed_bfloat16": torch.bfloat16, "mixed_float16": torch.float16}.get(precision)
 
     def step() -> dict:
         return trainer.train_step(semantic, image, g_optimizer, d_optimizer,
@@ -150,7 +155,7 @@ def _keras_step(config):
     keras.mixed_precision.set_global_policy(config.train.mixed_precision)
     vgg = random_vgg_features() if config.train.vgg_weight > 0 else None
     trainer = build_trainer(config, vgg)
-    batch = {key: tf.constant(value) for key, value in _batch(config).items()}
+    batch = {key: tf.constant(value) for key, value in fixed_batch(config).items()}
     # What fit's train function is: train_step in a tf.function, XLA if configured.
     train_step = tf.function(trainer.train_step, jit_compile=config.train.jit_compile)
 
@@ -172,7 +177,7 @@ def run_case(case: str, framework: str, precision: str, jit: bool, crop_size: in
     memory = MemoryTracker()
     config = _config(case, crop_size, precision, jit)
     if framework == "torch":
-        step, generator, discriminator = _torch_step(config, precision)
+        step, generator, discriminator = torch_step(config, precision)
     else:
         step, generator, discriminator = _keras_step(config)
     memory.mark("built")
@@ -227,15 +232,14 @@ def _label(result: dict) -> str:
             f"{result['precision']}{jit}")
 
 
-def torch_ratio(result: dict, results: list[dict]) -> float | None:
-    """Our step time over PyTorch's for the same case and precision (None: no such row)."""
-    if result["framework"] != "keras":
+def torch_counterpart(result: dict, results: list[dict]) -> dict | None:
+    """PyTorch's row for the same case and precision as one of ours (None: none, or not
+    ours)."""
+    if result.get("framework", "keras") != "keras":
         return None
-    torch_result = next((r for r in results if r["framework"] == "torch"
-                         and r["case"] == result["case"]
-                         and r["precision"] == result["precision"]), None)
-    return None if torch_result is None else (result["median_step_s"]
-                                              / torch_result["median_step_s"])
+    return next((r for r in results if r.get("framework") == "torch"
+                 and r["case"] == result["case"] and r["precision"] == result["precision"]),
+                None)
 
 
 def report(results: list[dict], info: dict, args) -> None:
@@ -251,20 +255,17 @@ def report(results: list[dict], info: dict, args) -> None:
     print()
     rows = []
     for result in results:
-        ratio = torch_ratio(result, results)
-        memory_ratio = "-"
-        if ratio is not None:
-            torch_result = next(r for r in results if r["framework"] == "torch"
-                                and r["case"] == result["case"]
-                                and r["precision"] == result["precision"])
+        torch_result = torch_counterpart(result, results)
+        ratio = memory_ratio = "-"
+        if torch_result is not None:
+            ratio = f"{result['median_step_s'] / torch_result['median_step_s']:.2f}x"
             memory = result["memory"]["peak_rss_mib"] / torch_result["memory"]["peak_rss_mib"]
             memory_ratio = f"{memory:.2f}x"
         rows.append([_label(result), f"{result['quiet_calls']}/{len(result['times_ms'])}",
                      f"{result['median_step_s']:.3f}" + ("" if result["of_quiet"] else " *"),
                      f"{result['min_ms'] / 1000:.3f}-{result['max_ms'] / 1000:.3f}",
                      f"{result['examples_per_s']:.2f}",
-                     "reference" if result["framework"] == "torch" else
-                     "-" if ratio is None else f"{ratio:.2f}x",
+                     "reference" if result["framework"] == "torch" else ratio,
                      f"{result['first_call_s']:.1f}",
                      f"{result['memory']['peak_rss_mib']:.0f}", memory_ratio,
                      f"{result['training_rss_increase_mib']:.0f}",
