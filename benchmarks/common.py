@@ -64,6 +64,16 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]],
     return "\n".join([line(cells[0]), rule, *(line(row) for row in cells[1:])])
 
 
+def run_script(main: Callable[[], object]) -> None:
+    """Run a benchmark's ``main``; Ctrl-C ends in one line and exit status 130, not a
+    traceback (figures are written only at the end, so nothing half-written is left)."""
+    try:
+        main()
+    except KeyboardInterrupt:
+        print(f"{Path(sys.argv[0]).name}: interrupted; no figures written", file=sys.stderr)
+        sys.exit(130)
+
+
 # -- timing ---------------------------------------------------------------------------
 
 

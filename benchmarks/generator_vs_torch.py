@@ -64,6 +64,7 @@ from benchmarks.common import (  # noqa: E402
     median_of_quiet,
     progress,
     resolve_timing_arguments,
+    run_script,
     run_worker,
     time_calls,
     write_json,
@@ -511,4 +512,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -39,6 +39,7 @@ from benchmarks.common import (  # noqa: E402
     machine,
     machine_line,
     progress,
+    run_script,
     time_calls,
     write_json,
 )
@@ -251,4 +252,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -29,6 +29,7 @@ from benchmarks.common import (  # noqa: E402
     machine,
     machine_line,
     progress,
+    run_script,
     write_json,
 )
 from spade_tf.config import DataConfig, ModelConfig  # noqa: E402
@@ -91,4 +92,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -33,6 +33,7 @@ from benchmarks.common import (  # noqa: E402
     machine,
     machine_line,
     progress,
+    run_script,
     write_json,
 )
 from benchmarks.training_step import torch_counterpart  # noqa: E402
@@ -213,4 +214,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -48,6 +48,7 @@ from benchmarks.common import (  # noqa: E402
     machine,
     machine_line,
     progress,
+    run_script,
     write_json,
 )
 from serving.client import SpadeClient  # noqa: E402
@@ -222,4 +223,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

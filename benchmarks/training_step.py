@@ -55,6 +55,7 @@ from benchmarks.common import (  # noqa: E402
     machine_line,
     progress,
     resolve_timing_arguments,
+    run_script,
     run_worker,
     time_calls,
     write_json,
@@ -346,4 +347,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)
