@@ -63,7 +63,28 @@ class TorchAdam(keras.optimizers.Optimizer):
         self._momentums, self._velocities = self.add_optimizer_variables(
             var_list, ["momentum", "velocity"])
 
+    def apply(self, grads, trainable_variables=None):
+        # Updates are chained per device (see update_step); each apply starts a new chain.
+        self._last_update = {}
+        try:
+            return super().apply(grads, trainable_variables)
+        finally:
+            self._last_update = {}
+
     def update_step(self, gradient, variable, learning_rate) -> None:
+        # Traced into a graph, the updates of all variables could run at once, each with a
+        # few variable-sized temporaries (hundreds of MiB for the generator). One variable
+        # after another, as PyTorch does, keeps one variable's temporaries alive at a time.
+        chain = getattr(self, "_last_update", None)
+        if chain is None or not tf.inside_function():
+            return self._update_variable(gradient, variable, learning_rate)
+        device = str(getattr(variable, "device", ""))
+        previous = chain.get(device)
+        with tf.control_dependencies([previous] if previous is not None else []):
+            chain[device] = self._update_variable(gradient, variable, learning_rate)
+
+    def _update_variable(self, gradient, variable, learning_rate) -> tf.Tensor:
+        """torch.optim.Adam's update of one variable; returns its new value."""
         dtype = variable.dtype
         gradient = tf.cast(gradient, dtype)
         index = self._get_variable_index(variable)
@@ -93,7 +114,9 @@ class TorchAdam(keras.optimizers.Optimizer):
         bias_correction2_sqrt = tf.cast(tf.sqrt(bias_correction2), dtype)
 
         denom = tf.sqrt(tf.convert_to_tensor(v)) / bias_correction2_sqrt + self.epsilon
-        self.assign(variable, variable + (-step_size * tf.convert_to_tensor(m)) / denom)
+        new_value = variable + (-step_size * tf.convert_to_tensor(m)) / denom
+        self.assign(variable, new_value)
+        return new_value
 
     def get_config(self) -> dict:
         config = super().get_config()
