@@ -6,6 +6,7 @@ import keras
 
 from spade_tf.layers.common import (
     LEAKY_RELU_SLOPE,
+    LeakyReLU,
     check_norm_type,
     maybe_spectral,
     parameter_free_norm,
@@ -48,7 +49,7 @@ def patch_discriminator_features(inputs, num_layers: int, base_filters: int,
         else:
             x = reference_conv(1, KERNEL_SIZE, f"{name}_conv", padding="valid")(x)
         if stage < num_layers:
-            x = keras.layers.LeakyReLU(LEAKY_RELU_SLOPE, name=f"{name}_activation")(x)
+            x = LeakyReLU(LEAKY_RELU_SLOPE, name=f"{name}_activation")(x)
         features.append(x)
     return features
 

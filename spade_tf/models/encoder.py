@@ -6,6 +6,7 @@ import keras
 
 from spade_tf.layers.common import (
     LEAKY_RELU_SLOPE,
+    LeakyReLU,
     check_norm_type,
     maybe_spectral,
     parameter_free_norm,
@@ -58,14 +59,14 @@ class VAEEncoder(ConfiguredModel):
         filters = [base_filters * min(2**stage, 8) for stage in range(NUM_STAGES)]
         for stage, stage_filters in enumerate(filters, start=1):
             if stage > 1:
-                x = keras.layers.LeakyReLU(LEAKY_RELU_SLOPE, name=f"layer{stage}_input_act")(x)
+                x = LeakyReLU(LEAKY_RELU_SLOPE, name=f"layer{stage}_input_act")(x)
             # PyTorch's padding=1 on both sides; Keras's "same" would pad only the end.
             x = keras.layers.ZeroPadding2D(1, name=f"layer{stage}_pad")(x)
             conv = reference_conv(stage_filters, 3, f"layer{stage}_conv", use_bias=False,
                                   strides=2, padding="valid")
             x = maybe_spectral(conv, use_spectral_norm)(x)
             x = parameter_free_norm(norm_type, f"layer{stage}_norm")(x)
-        x = keras.layers.LeakyReLU(LEAKY_RELU_SLOPE, name="output_act")(x)
+        x = LeakyReLU(LEAKY_RELU_SLOPE, name="output_act")(x)
         # Flatten in NCHW order so the dense weights are the reference's.
         x = keras.layers.Permute((3, 1, 2), name="to_nchw")(x)
         x = keras.layers.Flatten(name="flatten")(x)

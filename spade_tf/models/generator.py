@@ -7,6 +7,7 @@ import keras
 from spade_tf.geometry import UPSAMPLING_COUNTS, generator_geometry
 from spade_tf.layers.common import (
     LEAKY_RELU_SLOPE,
+    LeakyReLU,
     check_norm_type,
     reference_conv,
     reference_initializer,
@@ -120,7 +121,7 @@ class SPADEGenerator(ConfiguredModel):
         for index, filters in enumerate(up_filters):
             x = upsample(x)
             x = SPADEResBlock(filters, name=f"up_{index}", **block_args)(x, semantic)
-        x = keras.layers.LeakyReLU(LEAKY_RELU_SLOPE, name="conv_img_activation")(x)
+        x = LeakyReLU(LEAKY_RELU_SLOPE, name="conv_img_activation")(x)
         x = reference_conv(3, 3, "conv_img")(x)
         # Float32 output under mixed precision: images and losses stay exact.
         image = keras.layers.Activation("tanh", dtype="float32", name="image")(x)
