@@ -29,23 +29,27 @@ class FoldingError(SpadeError, ValueError):
     """A network this module cannot fold (not one of this package's networks)."""
 
 
-def _folded_values(network: keras.Model) -> dict:
-    """Variable path in the folded copy -> value (float32 numpy) for every weight."""
-    values = {variable.path: variable for variable in network.weights}
+def _folded_sources(network: keras.Model) -> dict:
+    """Variable path in the folded copy -> the function that computes its value.
+
+    Values are computed one at a time while the copy is filled, so folding holds one
+    folded kernel at a time beside the two networks, not a third copy of every weight.
+    """
+    sources = {variable.path: (lambda variable=variable: variable)
+               for variable in network.weights}
     for layer in network._flatten_layers():
         if not isinstance(layer, SpectralNormalization):
             continue
         for variable in (layer.u, layer.v, *layer.layer.weights):
-            values.pop(variable.path)
+            sources.pop(variable.path)
         # The wrapper and its layer share a name: "block/conv_0/conv_0/kernel" is
         # "block/conv_0/kernel" in the unwrapped copy.
         for variable in layer.layer.weights:
             parts = variable.path.split("/")
-            folded = layer.normalized_kernel(training=False) if variable is layer.layer.kernel \
-                else variable
-            values["/".join(parts[:-2] + parts[-1:])] = folded
-    return {path: keras.ops.convert_to_numpy(keras.ops.cast(value, "float32"))
-            for path, value in values.items()}
+            sources["/".join(parts[:-2] + parts[-1:])] = (
+                (lambda layer=layer: layer.normalized_kernel(training=False))
+                if variable is layer.layer.kernel else (lambda variable=variable: variable))
+    return sources
 
 
 def fold_for_inference(network: keras.Model, precision: str = "float32") -> keras.Model:
@@ -67,15 +71,16 @@ def fold_for_inference(network: keras.Model, precision: str = "float32") -> kera
         copy = network.__class__.from_config(config)
     finally:
         keras.mixed_precision.set_global_policy(previous)
-    values = _folded_values(network)
-    missing = [v.path for v in copy.weights if v.path not in values]
-    unused = sorted(set(values) - {v.path for v in copy.weights})
+    sources = _folded_sources(network)
+    missing = [v.path for v in copy.weights if v.path not in sources]
+    unused = sorted(set(sources) - {v.path for v in copy.weights})
     if missing or unused:
         raise FoldingError(
             f"cannot fold {network.name}: its weights do not match its unwrapped copy "
             f"(missing {missing[:3]}, unused {unused[:3]}).")
     for variable in copy.weights:
-        variable.assign(keras.ops.cast(values[variable.path], variable.dtype))
+        value = sources[variable.path]()
+        variable.assign(keras.ops.cast(value, variable.dtype))
     copy.trainable = False
     if network_precision(copy) != precision:
         raise FoldingError(f"{network.name} does not compute in {precision} when rebuilt.")

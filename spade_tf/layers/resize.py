@@ -22,8 +22,13 @@ def legacy_nearest_indices(in_size, out_size):
 
 def legacy_nearest_resize(images, size):
     """Resize NHWC ``images`` to ``size`` = (height, width) with legacy nearest."""
-    shape = tf.shape(images)
     height, width = size
+    if tuple(images.shape[1:3]) == (height, width) and all(
+            isinstance(side, int) for side in (height, width)):
+        # The same size reads every pixel where it is: no copy (a full-size semantic map
+        # is large, and every SPADE at full resolution would keep its own).
+        return images
+    shape = tf.shape(images)
     rows = legacy_nearest_indices(shape[1], height)
     cols = legacy_nearest_indices(shape[2], width)
     return tf.gather(tf.gather(images, rows, axis=1), cols, axis=2)

@@ -32,3 +32,19 @@ def test_layer_contract(tmp_path):
     check_layer_contract(lambda: LegacyNearestResize(3, 5), (tf.random.normal((2, 10, 20, 4)),),
                          tmp_path, expected_trainable_weights=0,
                          expected_output_shape=(2, 3, 5, 4))
+
+
+def test_the_same_size_is_the_map_itself_and_unknown_sizes_still_resize():
+    image = tf.random.normal((1, 6, 4, 3))
+    assert legacy_nearest_resize(image, (6, 4)) is image
+
+    # Sizes unknown when traced: the gather path, for the same size and for another.
+    @tf.function(input_signature=[tf.TensorSpec((None, None, None, 3))])
+    def resize_traced(images):
+        return legacy_nearest_resize(images, (6, 4))
+
+    np.testing.assert_array_equal(resize_traced(image).numpy(), image.numpy())
+    other = np.random.default_rng(0).normal(size=(1, 4, 6, 3)).astype(np.float32)
+    # rows floor(i * 4 / 6), columns floor(j * 6 / 4)
+    expected = other[:, [0, 0, 1, 2, 2, 3]][:, :, [0, 1, 3, 4]]
+    np.testing.assert_array_equal(resize_traced(tf.constant(other)).numpy(), expected)
