@@ -23,8 +23,9 @@ after ``--warmup`` calls:
 The figure is the median of the calls during which other processes left the CPU
 alone (on a shared machine another job taking one of 2 cores can double a call, and
 PyTorch's OpenMP threads slow down far more than that); see benchmarks/common.py.
-Memory is the resident set size (CPU TensorFlow has no allocator statistics): peak RSS
-of the process, and the peak during inference above the RSS once the model is loaded.
+Memory is the resident set size (what the system charges; comparable across frameworks,
+unlike their allocators' statistics): peak RSS of the process, and the peak during
+inference above the RSS once the model is loaded.
 Also printed: each output's difference from PyTorch float32 and, for bfloat16, from
 the same framework's float32 (max and mean abs on the [-1, 1] scale).
 

@@ -26,10 +26,6 @@ import tensorflow as tf
 _REDUCTION_AXES = (0, 1, 2)
 
 
-def _statistics_dtype(inputs: tf.Tensor) -> tf.DType:
-    return tf.float64 if inputs.dtype == tf.float64 else tf.float32
-
-
 def _all_reduce_sum(value: tf.Tensor, synchronized: bool) -> tf.Tensor:
     """Sums ``value`` over replicas when synchronized inside a multi-replica step."""
     if not synchronized:
@@ -94,32 +90,35 @@ class ParameterFreeBatchNorm(keras.layers.Layer):
         )
 
     def call(self, inputs, training=None):
-        if training and self.trainable:
-            outputs, mean, squared_deviations, count = self._normalize_batch(inputs)
-            self._update_moving_statistics(mean, squared_deviations, count)
-            return outputs
         # Upcast like Keras BN does: half-precision statistics overflow and lose bits.
-        stats_dtype = _statistics_dtype(inputs)
-        mean = tf.cast(self.moving_mean, stats_dtype)
-        variance = tf.cast(self.moving_variance, stats_dtype)
-        outputs = (tf.cast(inputs, stats_dtype) - mean) * tf.math.rsqrt(variance + self.epsilon)
+        stats_dtype = tf.float64 if inputs.dtype == tf.float64 else tf.float32
+        x = tf.cast(inputs, stats_dtype)
+        if training and self.trainable:
+            outputs = self._train(x)
+        else:
+            mean = tf.cast(self.moving_mean, stats_dtype)
+            variance = tf.cast(self.moving_variance, stats_dtype)
+            outputs = (x - mean) * tf.math.rsqrt(variance + self.epsilon)
         return tf.cast(outputs, self.compute_dtype)
 
-    def _normalize_batch(self, inputs: tf.Tensor):
-        """(normalized inputs in the compute dtype, batch mean, sum of squared deviations,
-        count); the statistics come without gradient.
+    def _train(self, x: tf.Tensor) -> tf.Tensor:
+        outputs, mean, squared_deviations, count = self._normalize_batch(x)
+        self._update_moving_statistics(mean, squared_deviations, count)
+        return outputs
+
+    def _normalize_batch(self, x: tf.Tensor):
+        """(normalized x, batch mean, sum of squared deviations, count); the statistics
+        come without gradient.
 
         The gradient is batch norm's closed form, ``(g - mean(g) - y * mean(g * y)) /
         std`` with the means over the (global) batch: the same function as differentiating
         the two-pass computation, in two reductions and two elementwise passes, keeping
-        only the output ``y`` (in the compute dtype: half the memory under a mixed policy)
-        and ``1 / std`` for the backward pass.
+        only ``y`` and ``1 / std`` for the backward pass.
         """
-        return tf.custom_gradient(self._normalize_with_gradient)(inputs)
+        return tf.custom_gradient(self._normalize_with_gradient)(x)
 
-    def _normalize_with_gradient(self, inputs: tf.Tensor):
-        dtype = _statistics_dtype(inputs)
-        x = tf.cast(inputs, dtype)
+    def _normalize_with_gradient(self, x: tf.Tensor):
+        dtype = x.dtype
         # Pass 1: the mean from a sum and a count (one all-reduce of [sum, count]).
         count = tf.cast(tf.reduce_prod(tf.shape(x)[:3]), dtype)
         packed = tf.concat([tf.reduce_sum(x, _REDUCTION_AXES), count[None]], axis=0)
@@ -139,16 +138,13 @@ class ParameterFreeBatchNorm(keras.layers.Layer):
         squared_deviations = tf.maximum(sums[1] - count * tf.square(correction), 0.0)
         variance = squared_deviations / count
         inverse_std = tf.math.rsqrt(variance + self.epsilon)
-        outputs = tf.cast((deviation - correction) * inverse_std, self.compute_dtype)
+        outputs = (deviation - correction) * inverse_std
 
         def gradient(upstream, *_statistics_gradients):
-            upstream = tf.cast(upstream, dtype)
-            normalized = tf.cast(outputs, dtype)
             sums = tf.stack([tf.reduce_sum(upstream, _REDUCTION_AXES),
-                             tf.reduce_sum(upstream * normalized, _REDUCTION_AXES)])
+                             tf.reduce_sum(upstream * outputs, _REDUCTION_AXES)])
             sums = _all_reduce_sum(sums, self.synchronized) / count
-            return tf.cast((upstream - sums[0] - normalized * sums[1]) * inverse_std,
-                           inputs.dtype)
+            return (upstream - sums[0] - outputs * sums[1]) * inverse_std
 
         return (outputs, rough_mean + correction, squared_deviations, count), gradient
 
