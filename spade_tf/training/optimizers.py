@@ -34,8 +34,13 @@ class TorchAdam(keras.optimizers.Optimizer):
 
     Slots are ``momentum``/``velocity`` variables held in ``_momentums``/``_velocities``
     like keras.optimizers.Adam (same meaning: moving averages of g and g^2), so Adam's
-    checkpointed slots restore into it. ``weight_decay`` (base-class argument) is Keras's
-    decoupled decay, not torch Adam's L2 term; leave it unset for torch parity.
+    checkpointed slots restore into it. With ``beta_1 = 0`` (GauGAN's setting) the first
+    moment is the gradient itself, so no momentum is stored (one copy of the weights less)
+    and the velocities keep the checkpoint keys they have beside momentums: Adam's and
+    earlier checkpoints resume, and one without momentums cannot be restored into an
+    optimizer that needs them (an unmatched-object error, not wrong values).
+    ``weight_decay`` (base-class argument) is Keras's decoupled decay, not torch Adam's L2
+    term; leave it unset for torch parity.
 
     Args:
         learning_rate: float, schedule or callable, as for any Keras optimizer.
@@ -56,12 +61,27 @@ class TorchAdam(keras.optimizers.Optimizer):
         self.beta_2 = float(beta_2)
         self.epsilon = float(epsilon)
 
+    @property
+    def stores_momentum(self) -> bool:
+        """False for ``beta_1 = 0``: then the first moment is the gradient (m = g exactly)."""
+        return self.beta_1 != 0.0
+
     def build(self, var_list) -> None:
         if self.built:
             return
         super().build(var_list)
-        self._momentums, self._velocities = self.add_optimizer_variables(
-            var_list, ["momentum", "velocity"])
+        if self.stores_momentum:
+            self._momentums, self._velocities = self.add_optimizer_variables(
+                var_list, ["momentum", "velocity"])
+        else:
+            self._momentums = []
+            self._velocities = self.add_optimizer_variables(var_list, "velocity")
+
+    def _trackable_children(self, save_type="checkpoint", **kwargs):
+        children = super()._trackable_children(save_type, **kwargs)
+        if self.built and not self.stores_momentum and "_variables" in children:
+            children["_variables"] = _checkpoint_positions(self)
+        return children
 
     def apply(self, grads, trainable_variables=None):
         # Updates are chained per device (see update_step); each apply starts a new chain.
@@ -88,18 +108,22 @@ class TorchAdam(keras.optimizers.Optimizer):
         dtype = variable.dtype
         gradient = tf.cast(gradient, dtype)
         index = self._get_variable_index(variable)
-        m = self._momentums[index]
         v = self._velocities[index]
 
-        # torch.lerp switches formula at weight 0.5; with beta_1 = 0 (GANs) the second
-        # one gives m = g exactly.
-        weight = 1.0 - self.beta_1
-        m_value = tf.convert_to_tensor(m)
-        if weight < 0.5:
-            new_m = m_value + weight * (gradient - m_value)
+        if self.stores_momentum:
+            # torch.lerp switches formula at weight 0.5; with beta_1 = 0 the second one
+            # gives m = g exactly, hence no stored momentum then.
+            m = self._momentums[index]
+            weight = 1.0 - self.beta_1
+            m_value = tf.convert_to_tensor(m)
+            if weight < 0.5:
+                new_m = m_value + weight * (gradient - m_value)
+            else:
+                new_m = gradient - (gradient - m_value) * (1.0 - weight)
+            self.assign(m, new_m)
+            m_value = tf.convert_to_tensor(m)
         else:
-            new_m = gradient - (gradient - m_value) * (1.0 - weight)
-        self.assign(m, new_m)
+            m_value = gradient
         # v.mul_(b2) rounds, then addcmul_ adds ((1 - b2) * g) * g.
         v_value = tf.convert_to_tensor(v) * self.beta_2
         self.assign(v, v_value + ((1.0 - self.beta_2) * gradient) * gradient)
@@ -114,7 +138,7 @@ class TorchAdam(keras.optimizers.Optimizer):
         bias_correction2_sqrt = tf.cast(tf.sqrt(bias_correction2), dtype)
 
         denom = tf.sqrt(tf.convert_to_tensor(v)) / bias_correction2_sqrt + self.epsilon
-        new_value = variable + (-step_size * tf.convert_to_tensor(m)) / denom
+        new_value = variable + (-step_size * m_value) / denom
         self.assign(variable, new_value)
         return new_value
 
@@ -126,6 +150,29 @@ class TorchAdam(keras.optimizers.Optimizer):
             "epsilon": self.epsilon,
         })
         return config
+
+
+class _CheckpointPositions(tf.__internal__.tracking.Trackable):
+    """An optimizer's variables under the checkpoint names of the layout with momentums:
+    ``0`` iterations, ``1`` learning rate, then ``2 + 2 i`` momentum and ``3 + 2 i``
+    velocity of the i-th trained variable (keras.optimizers.Adam's order)."""
+
+    def __init__(self, optimizer: TorchAdam) -> None:
+        self._maybe_initialize_trackable()
+        leading = len(optimizer.variables) - len(optimizer._velocities)
+        for index, variable in enumerate(optimizer.variables[:leading]):
+            self._track_trackable(variable, name=str(index))
+        for index, velocity in enumerate(optimizer._velocities):
+            self._track_trackable(velocity, name=str(leading + 2 * index + 1))
+
+
+def _checkpoint_positions(optimizer: TorchAdam) -> _CheckpointPositions:
+    # One object per optimizer: a checkpoint's object graph must see the same one each time.
+    positions = optimizer.__dict__.get("_checkpoint_positions")
+    if positions is None:
+        positions = _CheckpointPositions(optimizer)
+        object.__setattr__(optimizer, "_checkpoint_positions", positions)
+    return positions
 
 
 def make_optimizer(name: str, learning_rate: float, beta_1: float = 0.0,

@@ -385,23 +385,62 @@ def test_torch_adam_compiled_and_loss_scaled(jit_compile):
         reference)
 
 
-def test_torch_adam_config_and_keras_adam_checkpoint(tmp_path):
+def test_torch_adam_config_round_trip():
     optimizer = TorchAdam(learning_rate=2e-4, beta_1=0.0, beta_2=0.9, epsilon=1e-7)
     config = optimizer.get_config()
     assert (config["beta_1"], config["beta_2"], config["epsilon"]) == (0.0, 0.9, 1e-7)
     restored = keras.optimizers.deserialize(keras.optimizers.serialize(optimizer))
     assert isinstance(restored, TorchAdam) and restored.get_config() == config
-    # Keras Adam's slots (same meaning) restore into TorchAdam: resuming old runs works.
+
+
+def keras_adam_after_one_step(beta_1: float, tmp_path) -> tuple[list, keras.optimizers.Adam, str]:
+    """(trained variables, a Keras Adam after one update of them, its checkpoint prefix)."""
     params, grads = adam_problem()
     variables = [keras.Variable(p) for p in params]
-    keras_adam = keras.optimizers.Adam(beta_1=0.0, beta_2=0.9)
+    keras_adam = keras.optimizers.Adam(beta_1=beta_1, beta_2=0.9)
     keras_adam.apply([tf.constant(g) for g in grads[0]], variables)
-    prefix = tf.train.Checkpoint(optimizer=keras_adam).write(str(tmp_path / "adam"))
-    torch_adam = TorchAdam(beta_1=0.0, beta_2=0.9)
+    return variables, keras_adam, tf.train.Checkpoint(optimizer=keras_adam).write(
+        str(tmp_path / "adam"))
+
+
+def test_keras_adam_checkpoint_restores_into_torch_adam(tmp_path):
+    # Same slots, same meaning: a run started with Keras's Adam resumes with TorchAdam.
+    variables, keras_adam, prefix = keras_adam_after_one_step(0.5, tmp_path)
+    torch_adam = TorchAdam(beta_1=0.5, beta_2=0.9)
     torch_adam.build(variables)
     tf.train.Checkpoint(optimizer=torch_adam).read(prefix).assert_consumed()
     assert int(torch_adam.iterations.numpy()) == 1
     for a, b in zip(torch_adam.variables, keras_adam.variables, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_torch_adam_without_first_moment_keeps_the_velocity_checkpoint_keys(tmp_path):
+    variables, keras_adam, prefix = keras_adam_after_one_step(0.0, tmp_path)
+    torch_adam = TorchAdam(beta_1=0.0, beta_2=0.9)
+    torch_adam.build(variables)
+    # beta_1 = 0: m = g, so no momentum is stored (one variable-sized slot, not two).
+    assert not torch_adam.stores_momentum
+    assert len(torch_adam.variables) == 2 + len(variables)
+    # Keras Adam's (and earlier TorchAdam's) checkpoints resume: velocities by key.
+    tf.train.Checkpoint(optimizer=torch_adam).read(prefix).assert_existing_objects_matched()
+    assert int(torch_adam.iterations.numpy()) == 1
+    for ours, theirs in zip(torch_adam._velocities, keras_adam._velocities, strict=True):
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+        assert np.abs(ours.numpy()).max() > 0
+    saved = tf.train.Checkpoint(optimizer=torch_adam).write(str(tmp_path / "torch_adam"))
+    reader = tf.train.load_checkpoint(saved)
+    for index, velocity in enumerate(keras_adam._velocities):
+        key = f"optimizer/_variables/{3 + 2 * index}/.ATTRIBUTES/VARIABLE_VALUE"
+        np.testing.assert_array_equal(reader.get_tensor(key), velocity.numpy())
+    # Into an optimizer that needs momentums it fails: no velocity read as a momentum.
+    with_momentum = TorchAdam(beta_1=0.5, beta_2=0.9)
+    with_momentum.build(variables)
+    with pytest.raises(AssertionError, match="momentum"):
+        tf.train.Checkpoint(optimizer=with_momentum).read(saved).assert_existing_objects_matched()
+    again = TorchAdam(beta_1=0.0, beta_2=0.9)
+    again.build(variables)
+    tf.train.Checkpoint(optimizer=again).read(saved).assert_consumed()
+    for a, b in zip(again.variables, torch_adam.variables, strict=True):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 

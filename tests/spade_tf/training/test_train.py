@@ -109,10 +109,11 @@ def test_sigkill_mid_run_resumes_from_the_last_checkpoint(records, tmp_path):
         def on_train_begin(self, logs=None):
             optimizer = self.model.g_optimizer
             resumed["step"] = int(optimizer.iterations.numpy())
-            # Checkpoint keys of the optimizer's variables (moments) follow their order.
+            # Checkpoint keys of Adam's velocities (beta_1 = 0: no momentums stored) are
+            # those they have in the layout with momentums: 3, 5, 7 ...
             resumed["slots"] = {
-                f"g_optimizer/_variables/{index}/.ATTRIBUTES/VARIABLE_VALUE": variable.numpy()
-                for index, variable in enumerate(optimizer.variables) if index >= 2}
+                f"g_optimizer/_variables/{3 + 2 * index}/.ATTRIBUTES/VARIABLE_VALUE":
+                    velocity.numpy() for index, velocity in enumerate(optimizer._velocities)}
 
     summary = train(_config(), records, model_dir, verbose=0, extra_callbacks=[CaptureState()])
     assert summary["start_step"] == 4 and resumed["step"] == 4
