@@ -142,6 +142,16 @@ class GauGAN(keras.Model):
         real_out = [[tf.split(f, 2, axis=0)[1] for f in scale] for scale in outputs]
         return fake_out, real_out
 
+    def _discriminate_apart(self, semantic, fake, real):
+        """D on fake (training), then on real as in inference: the stacked call's values
+        when D normalizes each example on its own (instance norm) and has run spectral
+        norm's power iteration on fake, without differentiating through the real half
+        (the generator's loss reads D's features on real as constants)."""
+        fake_out = self.discriminator(
+            {"semantic": semantic, "image": tf.cast(fake, real.dtype)}, training=True)
+        real_out = self.discriminator({"semantic": semantic, "image": real}, training=False)
+        return fake_out, real_out
+
     def call(self, inputs: dict, training: bool = False):
         """Label ids (and instance ids, and a style photo or latent) -> image in [-1, 1].
 
@@ -168,7 +178,10 @@ class GauGAN(keras.Model):
         real = tf.cast(data["image"], tf.float32)
         semantic = self.semantic(data)
         fake, kl = self._generate(semantic, real, training)
-        fake_out, real_out = self._discriminate(semantic, fake, real, training)
+        if training and getattr(self.discriminator, "norm_type", None) == "instance":
+            fake_out, real_out = self._discriminate_apart(semantic, fake, real)
+        else:
+            fake_out, real_out = self._discriminate(semantic, fake, real, training)
         terms = {"g_gan": losses.generator_gan_loss(fake_out, self.gan_mode)}
         zeros = tf.zeros_like(terms["g_gan"])
         terms["g_feature_matching"] = (self.feature_matching_weight
