@@ -11,6 +11,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import pytest  # noqa: E402
 from support import ROOT  # noqa: E402
+from support.background import RUNS, BackgroundRuns, checks_a_background_run  # noqa: E402
+
+
+def pytest_collection_modifyitems(items):
+    # The tests of background runs go last: by then their runs are done.
+    items.sort(key=checks_a_background_run)
+
+
+@pytest.fixture(scope="session")
+def background_runs(request, tmp_path_factory):
+    """The background runs the collected tests check (support/background.py), started."""
+    wanted = {name for item in request.session.items for name in item.fixturenames}
+    runs = BackgroundRuns([name for name in RUNS if name in wanted], tmp_path_factory)
+    yield runs
+    runs.close()
 
 
 @pytest.fixture(autouse=True)

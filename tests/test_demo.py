@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from support import ROOT
+from support.background import background_run
 
 from spade_tf.evaluation.synthetic import BASE_COLORS, synthetic_scores
 
@@ -31,10 +32,19 @@ def run_demo(*args: str, timeout: float) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
-def test_demo_runs_every_stage_and_reports(tmp_path):
-    out = tmp_path / "demo"
-    result = run_demo("--out", str(out), "--scenes", "16", "--held-out", str(HELD_OUT),
-                      "--epochs", "1", "--size", str(SIZE), timeout=420)
+@background_run
+def tiny_demo(folder, processes):
+    """(the demo's CompletedProcess, its --out folder); the demo's process group is killed
+    whole (server included) on timeout."""
+    out = folder / "demo"
+    result = processes.run([sys.executable, str(DEMO), "--out", str(out), "--scenes", "16",
+                            "--held-out", str(HELD_OUT), "--epochs", "1", "--size", str(SIZE)],
+                           timeout=420)
+    return result, out
+
+
+def test_demo_runs_every_stage_and_reports(tiny_demo):
+    result, out = tiny_demo
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     # The commands keep TensorFlow's C++ start-up lines to themselves; the demo filters nothing.
     noise = re.findall(r"^(?:[IWEF]\d{4} \d\d:\d\d.*|WARNING: All log messages before absl.*)$",

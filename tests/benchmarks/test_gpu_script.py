@@ -1,21 +1,27 @@
 """benchmarks/gpu.py runs without a GPU (its CPU quick mode) and reports every row."""
 
 import json
-import subprocess
 import sys
 
 import pytest
 from support import ROOT, import_torch
+from support.background import background_run
 from support.processes import command_env
 
 
-def test_gpu_benchmark_runs_in_its_cpu_quick_mode(tmp_path):
-    import_torch()  # the script's PyTorch rows need it
-    out = tmp_path / "gpu.json"
-    done = subprocess.run(
+@background_run
+def gpu_benchmark(folder, processes):
+    """(the script's CompletedProcess, its JSON figures file)."""
+    out = folder / "gpu.json"
+    done = processes.run(
         [sys.executable, str(ROOT / "benchmarks" / "gpu.py"), "--repeats", "1", "--warmup", "1",
-         "--json", str(out)], capture_output=True, text=True, timeout=600, cwd=ROOT,
-        env=command_env(), stdin=subprocess.DEVNULL)
+         "--json", str(out)], timeout=600, cwd=ROOT, env=command_env())
+    return done, out
+
+
+def test_gpu_benchmark_runs_in_its_cpu_quick_mode(gpu_benchmark):
+    import_torch()  # the script's PyTorch rows need it
+    done, out = gpu_benchmark
     assert done.returncode == 0, done.stderr[-3000:]
     figures = json.loads(out.read_text())
     assert figures["quick"] and figures["machine"]["accelerators"] == [

@@ -13,6 +13,7 @@ import textwrap
 
 import pytest
 from support import ROOT
+from support.background import background_run
 
 from spade_cli import quiet
 
@@ -68,28 +69,60 @@ print("finished")
 TF_LOG_LINE = re.compile(r"^[IWEF]\d{4} [\d:.]+ +\d+ \S+\.cc:\d+\]")
 
 
-def run(source: str, env: dict[str, str] | None = None, timeout: int = 300):
-    """Run ``source`` in a fresh interpreter; returns the CompletedProcess."""
+def _environment(env: dict[str, str] | None) -> dict[str, str]:
     environment = {k: v for k, v in os.environ.items()
                    if k not in ("TF_CPP_MIN_LOG_LEVEL", "GRPC_VERBOSITY", quiet.VERBOSE_ENV)}
     environment.update(env or {})
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(source)], env=environment,
-                          capture_output=True, text=True, timeout=timeout)
+    return environment
 
 
-def workload(verbose: object, env: dict[str, str] | None = None):
-    return run(WORKLOAD.format(here=str(ROOT), verbose=verbose), env)
+def run(source: str, env: dict[str, str] | None = None, timeout: int = 300):
+    """Run ``source`` in a fresh interpreter; returns the CompletedProcess."""
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(source)],
+                          env=_environment(env), capture_output=True, text=True, timeout=timeout)
 
 
-def test_quiet_by_default_stderr_is_empty():
-    result = workload(None, {"TF_CPP_MIN_LOG_LEVEL": "2"})
+def workload(verbose: object) -> str:
+    return WORKLOAD.format(here=str(ROOT), verbose=verbose)
+
+
+TRACEBACK = f"""
+    import sys
+    sys.path.insert(0, {str(ROOT)!r})
+    from spade_cli import quiet
+    tf = quiet.quiet_tensorflow()
+    tf.reshape(tf.zeros([2, 3]), [4, 4])   # InvalidArgumentError from a C++ kernel
+"""
+USER_WARNING = f"""
+    import sys, warnings
+    sys.path.insert(0, {str(ROOT)!r})
+    from spade_cli import quiet
+    quiet.quiet_tensorflow()
+    warnings.warn("the project's own warning")
+"""
+
+
+@background_run
+def tensorflow_runs(folder, processes):
+    """The runs that start TensorFlow (several seconds each): {name: CompletedProcess}."""
+    runs = {"quiet": (workload(None), {"TF_CPP_MIN_LOG_LEVEL": "2"}),
+            "verbose": (workload(None), {quiet.VERBOSE_ENV: "1"}),
+            "traceback": (TRACEBACK, None),
+            "user_warning": (USER_WARNING, None)}
+    return {name: processes.run([sys.executable, "-c", textwrap.dedent(source)], 300,
+                                env=_environment(env))
+            for name, (source, env) in runs.items()}
+
+
+def test_quiet_by_default_stderr_is_empty(tensorflow_runs):
+    result = tensorflow_runs["quiet"]
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["True", "finished"]
     assert result.stderr == ""
 
 
-def test_environment_variable_brings_the_lines_back():
-    result = workload(None, {quiet.VERBOSE_ENV: "1"})
+def test_environment_variable_brings_the_lines_back(tensorflow_runs):
+    result = tensorflow_runs["verbose"]
     assert result.returncode == 0, result.stderr
     assert "WARNING: All log messages before absl::InitializeLog()" in result.stderr
     assert "oneDNN custom operations are on" in result.stderr
@@ -98,14 +131,8 @@ def test_environment_variable_brings_the_lines_back():
     assert "an absl warning" in result.stderr
 
 
-def test_python_exception_traceback_still_shows():
-    result = run(f"""
-        import sys
-        sys.path.insert(0, {str(ROOT)!r})
-        from spade_cli import quiet
-        tf = quiet.quiet_tensorflow()
-        tf.reshape(tf.zeros([2, 3]), [4, 4])   # InvalidArgumentError from a C++ kernel
-    """)
+def test_python_exception_traceback_still_shows(tensorflow_runs):
+    result = tensorflow_runs["traceback"]
     assert result.returncode == 1
     assert "Traceback (most recent call last)" in result.stderr
     assert "InvalidArgumentError" in result.stderr
@@ -113,14 +140,8 @@ def test_python_exception_traceback_still_shows():
     assert "absl::InitializeLog" not in result.stderr
 
 
-def test_user_warnings_are_not_hidden():
-    result = run(f"""
-        import sys, warnings
-        sys.path.insert(0, {str(ROOT)!r})
-        from spade_cli import quiet
-        quiet.quiet_tensorflow()
-        warnings.warn("the project's own warning")
-    """)
+def test_user_warnings_are_not_hidden(tensorflow_runs):
+    result = tensorflow_runs["user_warning"]
     assert result.returncode == 0, result.stderr
     assert "UserWarning: the project's own warning" in result.stderr
     assert "oneDNN" not in result.stderr

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from support.models import save_random_model
-from support.processes import assert_one_line_error, run_command
+from support.processes import assert_one_line_error, run_command, run_commands
 
 from serving.server import SpadeServer
 from spade_cli.synthesize import main
@@ -54,20 +54,21 @@ def test_map_and_photo_mistakes_are_named_before_any_call(tmp_path, maps):
     out = tmp_path / "out.png"
     jpeg = tmp_path / "label.jpg"
     Image.fromarray(np.zeros((32, 32), np.uint8)).save(jpeg)
-    result = run_command("spade-synthesize", "--server", down, "--label", jpeg, "--out", out)
-    assert_one_line_error(result, "spade-synthesize", f"the label map {jpeg} is a JPEG file: "
-                          "lossy compression changes ids at region edges", "--allow-lossy")
-
     colour = _png(tmp_path / "colour.png", np.full((32, 32, 3), 200))
-    result = run_command("spade-synthesize", "--server", down, "--label", colour, "--out", out)
-    assert_one_line_error(result, "spade-synthesize", f"the label map {colour} is a RGB image",
-                          "it looks like a colour rendering of the classes")
-
     photo = tmp_path / "photo.png"
     photo.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)  # a PNG header, then nothing
-    result = run_command("spade-synthesize", "--server", down, "--label", maps["label"],
-                         "--instance", maps["instance"], "--style", photo, "--out", out)
-    assert_one_line_error(result, "spade-synthesize", f"the style photo {photo} cannot be "
+    # All three at once: their start-ups overlap.
+    lossy, rendering, unreadable = run_commands(
+        ("spade-synthesize", "--server", down, "--label", jpeg, "--out", out),
+        ("spade-synthesize", "--server", down, "--label", colour, "--out", out),
+        ("spade-synthesize", "--server", down, "--label", maps["label"], "--instance",
+         maps["instance"], "--style", photo, "--out", out))
+    assert_one_line_error(lossy, "spade-synthesize", f"the label map {jpeg} is a JPEG file: "
+                          "lossy compression changes ids at region edges", "--allow-lossy")
+    assert_one_line_error(rendering, "spade-synthesize",
+                          f"the label map {colour} is a RGB image",
+                          "it looks like a colour rendering of the classes")
+    assert_one_line_error(unreadable, "spade-synthesize", f"the style photo {photo} cannot be "
                           "read as an image")
     assert not out.exists()
 

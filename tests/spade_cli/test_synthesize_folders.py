@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from support.models import save_random_model
-from support.processes import assert_one_line_error, run_command
+from support.processes import assert_one_line_error, run_command, run_commands
 
 from serving.server import SpadeServer
 from spade_cli.synthesize import main
@@ -125,18 +125,21 @@ def test_bad_maps_stop_the_run_or_are_skipped_and_listed(model, maps, capsys):
 
 
 def test_a_user_runs_it_from_the_command_line(model, maps, tmp_path):
-    result = run_command("spade-synthesize", "--export", model["export"], "--labels",
-                         maps / "labels", "--out", maps / "out")
-    assert_one_line_error(result, "spade-synthesize", "this model uses instance maps "
+    # All three at once (their start-ups overlap); the mistakes write to --out folders of
+    # their own, so they cannot see the run that writes.
+    no_instances, not_a_version, result = run_commands(
+        ("spade-synthesize", "--export", model["export"], "--labels", maps / "labels",
+         "--out", maps / "out_no_instances"),
+        ("spade-synthesize", "--export", model["export"].parent, "--labels", maps / "labels",
+         "--instances", maps / "instances", "--out", maps / "out_not_a_version"),
+        ("spade-synthesize", "--export", model["export"], "--labels", maps / "labels",
+         "--instances", maps / "instances", "--seed", "1", "--out", maps / "out"))
+    assert_one_line_error(no_instances, "spade-synthesize", "this model uses instance maps "
                           "(model.use_instance_edges): give --instances")
-    result = run_command("spade-synthesize", "--export", model["export"].parent, "--labels",
-                         maps / "labels", "--instances", maps / "instances",
-                         "--out", maps / "out")
-    assert_one_line_error(result, "spade-synthesize", "is not a spade-export version folder",
-                          f"give e.g. {model['export']}")
-    result = run_command("spade-synthesize", "--export", model["export"], "--labels",
-                         maps / "labels", "--instances", maps / "instances", "--seed", "1",
-                         "--out", maps / "out")
+    assert_one_line_error(not_a_version, "spade-synthesize",
+                          "is not a spade-export version folder", f"give e.g. {model['export']}")
+    assert not (maps / "out_no_instances").exists()
+    assert not (maps / "out_not_a_version").exists()
     assert result.returncode == 0, result.stderr
     assert "synthesized 3/3" in result.stderr and "images/s" in result.stderr
     assert result.stdout.startswith(f"wrote 3 images to {maps / 'out'}")

@@ -6,10 +6,10 @@ import shutil
 import signal
 import time
 
-import pytest
 import tensorflow as tf
 from support import ROOT
-from support.processes import assert_one_line_error, run_command, start_command
+from support.background import background_run
+from support.processes import assert_one_line_error, command_args, command_env
 from support.synthetic_data import make_synthetic_records
 
 from tfrecords_tools import synthetic
@@ -21,15 +21,18 @@ SETTINGS = ["--set", "train.batch_size=4", "--set", "train.epochs=3",
 TOTAL = 9
 
 
-@pytest.fixture(scope="module")
-def records(tmp_path_factory):
-    folder = synthetic.write_dataset(tmp_path_factory.mktemp("scenes"), 12, size=64, seed=3)
-    return make_synthetic_records(folder, tmp_path_factory.mktemp("records"), num_shards=2)
+def _write_records(scenes, out):
+    folder = synthetic.write_dataset(scenes, 12, size=64, seed=3)
+    return make_synthetic_records(folder, out, num_shards=2)
 
 
-def _train(records, model_dir, *extra, data=None):
-    return run_command("spade-train", "--config", CONFIG, "--data", data or records,
-                       "--model-dir", model_dir, *SETTINGS, *extra, timeout=600)
+def _command(records, model_dir, *extra, data=None) -> tuple:
+    return ("spade-train", "--config", CONFIG, "--data", data or records, "--model-dir",
+            model_dir, *SETTINGS, *extra)
+
+
+def _start(processes, command: tuple):
+    return processes.start(command_args(*command), env=command_env(), cwd=ROOT)
 
 
 def _files(folder) -> set[str]:
@@ -47,50 +50,78 @@ def _with_wrong_class_count(records, target, num_classes):
     return target
 
 
-def test_failed_starts_leave_nothing_and_ctrl_c_keeps_the_work(records, tmp_path):
-    model_dir = tmp_path / "run"
-    # Case 2: the data has 8 classes; the model asks for 150. Refused, nothing written.
-    result = _train(records, model_dir, "--set", "model.num_classes=150")
-    assert_one_line_error(result, "spade-train", "the data has 8 classes",
-                          "num_classes=150")
-    assert not model_dir.exists()
-    result = _train(records, model_dir, data=tmp_path / "no-such-data")
-    assert_one_line_error(result, "spade-train", "no-such-data has no manifest.json")
-    assert not model_dir.exists()
-    # A crash in step one (label ids the model does not know): one clean line naming the
-    # id and the data folder, no TensorFlow internals, and the folder is taken back.
-    lying = _with_wrong_class_count(records, tmp_path / "lying", 4)
-    result = _train(records, model_dir, "--set", "model.num_classes=4", data=lying)
-    line = assert_one_line_error(result, "spade-train", str(lying),
-                                 "label ids must be in 0..3; found id")
-    assert re.search(r"found id [4-7] \(occurrences: \d+\)", line), line
-    assert "function_node" not in result.stderr and "Op:" not in line
-    assert not model_dir.exists(), _files(model_dir)
+def _latest(model_dir) -> str | None:
+    return tf.train.latest_checkpoint(str(model_dir / "checkpoints"))
 
-    # Case 9: the corrected command starts; Ctrl-C once a step is checkpointed.
-    process = start_command("spade-train", "--config", CONFIG, "--data", records,
-                            "--model-dir", model_dir, *SETTINGS)
+
+@background_run
+def interrupted_training(folder, processes):
+    """Failed starts, then a run interrupted with Ctrl-C once a step is checkpointed, then
+    the same command twice: what the test checks, as it was at each point."""
+    records = _write_records(folder / "scenes", folder / "records")
+    seen = {"model_dir": folder / "run",
+            "lying": _with_wrong_class_count(records, folder / "lying", 4),
+            "refused": {name: folder / name for name in ("classes", "no_data", "crash")}}
+    # The failed starts, each into a folder of its own, run beside the interrupted run.
+    failed_starts = {name: _start(processes, command) for name, command in (
+        ("classes", _command(records, seen["refused"]["classes"],
+                             "--set", "model.num_classes=150")),
+        ("no_data", _command(records, seen["refused"]["no_data"],
+                             data=folder / "no-such-data")),
+        ("crash", _command(records, seen["refused"]["crash"], "--set", "model.num_classes=4",
+                           data=seen["lying"])))}
+    model_dir = seen["model_dir"]
+    process = _start(processes, _command(records, model_dir))
     deadline = time.monotonic() + 400
     while not (model_dir / "checkpoints" / "checkpoint").is_file():
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline, "no checkpoint within 400 s"
+        if process.poll() is not None or time.monotonic() > deadline:
+            processes.kill(process)
+            raise RuntimeError("no checkpoint within 400 s:\n" + "".join(process.communicate()))
         time.sleep(0.2)
     process.send_signal(signal.SIGINT)
-    stdout, stderr = process.communicate(timeout=300)
-    assert process.returncode == 130, stderr[-3000:]
-    assert "Traceback" not in stderr, stderr[-3000:]
-    last = stderr.strip().splitlines()[-1]
+    seen["interrupted"] = processes.finish(process, 300)
+    seen["latest_after_interrupt"] = _latest(model_dir)
+    seen["failed_starts"] = {name: processes.finish(started, 600)
+                             for name, started in failed_starts.items()}
+    seen["resumed"] = processes.finish(_start(processes, _command(records, model_dir)), 600)
+    seen["latest_after_resume"] = _latest(model_dir)
+    seen["files_before_again"] = _files(model_dir)
+    seen["again"] = processes.finish(_start(processes, _command(records, model_dir)), 600)
+    return seen
+
+
+def test_failed_starts_leave_nothing_and_ctrl_c_keeps_the_work(interrupted_training):
+    seen = interrupted_training
+    failed, refused, lying = seen["failed_starts"], seen["refused"], seen["lying"]
+    # Case 2: the data has 8 classes; the model asks for 150. Refused, nothing written.
+    assert_one_line_error(failed["classes"], "spade-train", "the data has 8 classes",
+                          "num_classes=150")
+    assert not refused["classes"].exists()
+    assert_one_line_error(failed["no_data"], "spade-train", "no-such-data has no manifest.json")
+    assert not refused["no_data"].exists()
+    # A crash in step one (label ids the model does not know): one clean line naming the
+    # id and the data folder, no TensorFlow internals, and the folder is taken back.
+    line = assert_one_line_error(failed["crash"], "spade-train", str(lying),
+                                 "label ids must be in 0..3; found id")
+    assert re.search(r"found id [4-7] \(occurrences: \d+\)", line), line
+    assert "function_node" not in failed["crash"].stderr and "Op:" not in line
+    assert not refused["crash"].exists(), _files(refused["crash"])
+
+    # Case 9: the corrected command starts; Ctrl-C once a step is checkpointed.
+    model_dir, interrupted = seen["model_dir"], seen["interrupted"]
+    assert interrupted.returncode == 130, interrupted.stderr[-3000:]
+    assert "Traceback" not in interrupted.stderr, interrupted.stderr[-3000:]
+    last = interrupted.stderr.strip().splitlines()[-1]
     match = re.fullmatch(r"spade-train: interrupted at step (\d+); run the same command to "
                          r"resume", last)
-    assert match, stderr[-3000:]
+    assert match, interrupted.stderr[-3000:]
     step = int(match.group(1))
     assert 1 <= step < TOTAL
-    latest = tf.train.latest_checkpoint(str(model_dir / "checkpoints"))
-    assert latest.endswith(f"ckpt-{step}")
+    assert seen["latest_after_interrupt"].endswith(f"ckpt-{step}")
     assert (model_dir / "config.yaml").is_file()
 
     # The same command resumes at that step, numbers epochs over the whole run, ends.
-    result = _train(records, model_dir)
+    result = seen["resumed"]
     assert result.returncode == 0, result.stderr[-3000:]
     epoch = step // 3 + 1
     assert f"spade-train: resuming at step {step} (epoch {epoch} of 3)" in result.stderr
@@ -99,34 +130,46 @@ def test_failed_starts_leave_nothing_and_ctrl_c_keeps_the_work(records, tmp_path
     assert all(total == "3" for _, total in shown), shown
     assert result.stdout.strip().splitlines()[-1] == (
         f"spade-train: step {TOTAL} of {TOTAL} (started at {step}); model folder {model_dir}")
-    assert tf.train.latest_checkpoint(str(model_dir / "checkpoints")).endswith(f"ckpt-{TOTAL}")
+    assert seen["latest_after_resume"].endswith(f"ckpt-{TOTAL}")
     # Once more: finished, one line, nothing trained.
-    before = _files(model_dir)
-    result = _train(records, model_dir)
+    result = seen["again"]
     assert result.returncode == 0, result.stderr[-3000:]
     lines = (result.stdout + result.stderr).strip().splitlines()
     assert lines == [f"spade-train: {model_dir} is finished (step {TOTAL} of {TOTAL}): "
                      "nothing to do; raise train.epochs to train longer."], lines
-    assert _files(model_dir) == before
+    assert _files(model_dir) == seen["files_before_again"]
 
 
-def test_a_corrupt_shard_at_the_start_is_named(records, tmp_path):
-    broken = shutil.copytree(records, tmp_path / "records")
+@background_run
+def bad_starts(folder, processes):
+    """A shard corrupted in place, and replica counts that cannot share the batch, each
+    refused at the start (all three at once): {name: CompletedProcess} and the paths."""
+    records = _write_records(folder / "scenes", folder / "records")
+    broken = shutil.copytree(records, folder / "broken")
     shard = sorted(broken.glob("*.tfrecord"))[0]
     data = bytearray(shard.read_bytes())
     data[len(data) // 2] ^= 0xFF  # same size: passes the manifest's size check
     shard.write_bytes(bytes(data))
-    result = _train(records, tmp_path / "run", data=broken)
-    assert_one_line_error(result, "spade-train", f"shard {shard} is corrupt after")
-    assert not (tmp_path / "run").exists()
+    started = {name: _start(processes, command) for name, command in (
+        ("corrupt_shard", _command(records, folder / "corrupt_run", data=broken)),
+        ("three_replicas", _command(records, folder / "run", "--cpu-replicas", "3",
+                                    "--set", "train.batch_size=8")),
+        ("negative_replicas", _command(records, folder / "run", "--cpu-replicas", "-1")))}
+    return {"shard": shard, "folder": folder,
+            **{name: processes.finish(process, 600) for name, process in started.items()}}
 
 
-def test_replica_counts_that_cannot_share_the_batch_are_refused(records, tmp_path):
-    result = _train(records, tmp_path / "run", "--cpu-replicas", "3", "--set",
-                    "train.batch_size=8")
-    assert_one_line_error(result, "spade-train", "--cpu-replicas 3",
+def test_a_corrupt_shard_at_the_start_is_named(bad_starts):
+    shard, folder = bad_starts["shard"], bad_starts["folder"]
+    assert_one_line_error(bad_starts["corrupt_shard"], "spade-train",
+                          f"shard {shard} is corrupt after")
+    assert not (folder / "corrupt_run").exists()
+
+
+def test_replica_counts_that_cannot_share_the_batch_are_refused(bad_starts):
+    assert_one_line_error(bad_starts["three_replicas"], "spade-train", "--cpu-replicas 3",
                           "train.batch_size=8", "use 1, 2, 4 or 8 replicas",
                           "a train.batch_size that 3 divides (6, 9, 12 ...)")
-    result = _train(records, tmp_path / "run", "--cpu-replicas", "-1")
-    assert_one_line_error(result, "spade-train", "--cpu-replicas", "'-1' is not a replica count")
-    assert not (tmp_path / "run").exists()
+    assert_one_line_error(bad_starts["negative_replicas"], "spade-train", "--cpu-replicas",
+                          "'-1' is not a replica count")
+    assert not (bad_starts["folder"] / "run").exists()

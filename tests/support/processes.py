@@ -44,25 +44,44 @@ def command_env(**extra: str) -> dict:
     return {**env, **extra}
 
 
+def command_args(tool: str, *args: object) -> list[str]:
+    """The argument vector of a console script (``spade-train`` ...) as a user runs it:
+    ``python -m spade_cli.<module>``, the module the installed script calls, so the tests
+    need no installed entry points."""
+    return [sys.executable, "-m", "spade_cli." + COMMAND_MODULES[tool], *map(str, args)]
+
+
 def run_command(tool: str, *args: object, timeout: float = 300, cwd=None,
                 **env: str) -> subprocess.CompletedProcess:
-    """Run a console script (``spade-train`` ...) as a user would; stdout/stderr as text.
-
-    Runs ``python -m spade_cli.<module>``, the module the installed script calls, so the
-    tests need no installed entry points.
-    """
-    module = "spade_cli." + COMMAND_MODULES[tool]
-    return subprocess.run([sys.executable, "-m", module, *map(str, args)], capture_output=True,
-                          text=True, timeout=timeout, env=command_env(**env), cwd=cwd or ROOT,
+    """Run a console script (``spade-train`` ...) as a user would; stdout/stderr as text."""
+    return subprocess.run(command_args(tool, *args), capture_output=True, text=True,
+                          timeout=timeout, env=command_env(**env), cwd=cwd or ROOT,
                           stdin=subprocess.DEVNULL)
+
+
+def run_commands(*commands: tuple, timeout: float = 300) -> list[subprocess.CompletedProcess]:
+    """Run several console scripts at once, each ``(tool, *args)`` as ``run_command`` runs
+    it: their start-ups (TensorFlow's import, several seconds each) overlap on two cores."""
+    processes = [start_command(*command) for command in commands]
+
+    def finish(process: subprocess.Popen) -> subprocess.CompletedProcess:
+        stdout, stderr = process.communicate(timeout=timeout)
+        return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+    try:
+        return [finish(process) for process in processes]
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
 
 
 def start_command(tool: str, *args: object, cwd=None, **env: str) -> subprocess.Popen:
     """Start a console script (for Ctrl-C and server tests); stdout/stderr are pipes."""
-    module = "spade_cli." + COMMAND_MODULES[tool]
-    return subprocess.Popen([sys.executable, "-m", module, *map(str, args)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=command_env(**env), cwd=cwd or ROOT, stdin=subprocess.DEVNULL)
+    return subprocess.Popen(command_args(tool, *args), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=command_env(**env),
+                            cwd=cwd or ROOT, stdin=subprocess.DEVNULL)
 
 
 COMMAND_MODULES = {

@@ -7,33 +7,24 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 from support import ROOT
+from support.background import background_run
 
 WORKER = ROOT / "tests" / "support" / "one_step_worker.py"
 # In float64 the split cannot matter beyond rounding (measured 2e-15); in float32 the
 # gradients through SPADE's synchronized batch statistics are only good to ~1e-3 relative
 # (TensorFlow's oneDNN kernels; see test_reference_step.py), so the proof runs in float64.
 TOLERANCE = 1e-10  # the weights themselves move by up to ~0.6 in this step
+TIMEOUT = 300
 
 
-def _run(mode: str, workdir, env=None, wait=True):
-    full_env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}",
-                "TF_CPP_MIN_LOG_LEVEL": "2", "SPADE_TF_FLOATX": "float64", **(env or {})}
-    process = subprocess.Popen([sys.executable, str(WORKER), mode, str(workdir)], env=full_env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    if wait:
-        _finish(process)
-    return process
+def _args(mode: str, workdir) -> list[str]:
+    return [sys.executable, str(WORKER), mode, str(workdir)]
 
 
-def _finish(process, timeout=300):
-    try:
-        _, stderr = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        raise
-    assert process.returncode == 0, stderr[-3000:]
+def _env(**extra) -> dict:
+    return {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}",
+            "TF_CPP_MIN_LOG_LEVEL": "2", "SPADE_TF_FLOATX": "float64", **extra}
 
 
 def _free_port() -> int:
@@ -42,16 +33,50 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def single_step(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("one_step")
+def _worker_envs() -> list[dict]:
+    ports = [_free_port(), _free_port()]
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
+    return [_env(TF_CONFIG=json.dumps({"cluster": cluster,
+                                       "task": {"type": "worker", "index": index}}))
+            for index in range(2)]
+
+
+@background_run
+def one_steps(workdir, processes):
+    """The step on one device, then on 2 replicas and on 2 workers (at once): workdir and
+    {"single": CompletedProcess, "mirrored": CompletedProcess, "multi_worker": [2 of them]}."""
     rng = np.random.default_rng(0)
     np.savez(workdir / "batch.npz",
              label=rng.integers(0, 4, (4, 64, 64)).astype(np.int32),
              instance=rng.integers(0, 3, (4, 64, 64)).astype(np.int32),
              image=rng.uniform(-1, 1, (4, 64, 64, 3)).astype(np.float32))
-    _run("single", workdir)
-    return workdir
+    single = processes.run(_args("single", workdir), TIMEOUT, env=_env())  # initial.npz
+    if single.returncode != 0:
+        return workdir, {"single": single}
+    mirrored = processes.start(_args("mirrored", workdir), env=_env())
+    workers = [processes.start(_args("multi_worker", workdir), env=env)
+               for env in _worker_envs()]
+    return workdir, {"single": single, "mirrored": processes.finish(mirrored, TIMEOUT),
+                     "multi_worker": [processes.finish(worker, TIMEOUT) for worker in workers]}
+
+
+def _assert_finished(result: subprocess.CompletedProcess) -> None:
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def _two_workers(workdir) -> None:
+    """Both workers again, in the foreground."""
+    processes = [subprocess.Popen(_args("multi_worker", workdir), env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for env in _worker_envs()]
+    try:
+        for process in processes:
+            _, stderr = process.communicate(timeout=TIMEOUT)
+            assert process.returncode == 0, stderr[-3000:]
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
 
 
 def _compare(workdir, mode):
@@ -65,33 +90,20 @@ def _compare(workdir, mode):
     assert worst[0] < TOLERANCE, worst
 
 
-def test_two_replicas_equal_one_device(single_step):
-    _run("mirrored", single_step)
-    _compare(single_step, "mirrored")
+def test_two_replicas_equal_one_device(one_steps):
+    workdir, results = one_steps
+    _assert_finished(results["single"])
+    _assert_finished(results["mirrored"])
+    _compare(workdir, "mirrored")
 
 
-def _two_workers(workdir) -> None:
-    ports = [_free_port(), _free_port()]
-    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
-    processes = [
-        _run("multi_worker", workdir, wait=False,
-             env={"TF_CONFIG": json.dumps({"cluster": cluster,
-                                           "task": {"type": "worker", "index": index}})})
-        for index in range(2)
-    ]
+def test_two_workers_on_loopback_equal_one_device(one_steps):
+    workdir, results = one_steps
+    _assert_finished(results["single"])
     try:
-        for process in processes:
-            _finish(process)
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
-
-
-def test_two_workers_on_loopback_equal_one_device(single_step):
-    try:
-        _two_workers(single_step)
+        for result in results["multi_worker"]:
+            _assert_finished(result)
     except AssertionError:
         # A port picked as free can be taken before the worker binds it: one retry.
-        _two_workers(single_step)
-    _compare(single_step, "multi_worker")
+        _two_workers(workdir)
+    _compare(workdir, "multi_worker")

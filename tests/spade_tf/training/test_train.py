@@ -3,7 +3,6 @@
 import contextlib
 import os
 import signal
-import subprocess
 import sys
 
 import keras
@@ -12,7 +11,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 from support import ROOT
-from support.processes import assert_one_line_error, run_command
+from support.background import background_run
+from support.processes import assert_one_line_error, run_commands
 from support.synthetic_data import make_synthetic_records
 
 from spade_tf.config import ConfigError, load_config
@@ -32,14 +32,39 @@ from tfrecords_tools import synthetic
 OVERRIDES = ["train.batch_size=4", "train.epochs=2", "train.checkpoint_every_steps=2"]
 
 
+def _write_records(scenes, out):
+    folder = synthetic.write_dataset(scenes, 12, size=64, seed=3)
+    return make_synthetic_records(folder, out, num_shards=2)
+
+
 @pytest.fixture(scope="module")
 def records(tmp_path_factory):
-    folder = synthetic.write_dataset(tmp_path_factory.mktemp("scenes"), 12, size=64, seed=3)
-    return make_synthetic_records(folder, tmp_path_factory.mktemp("records"), num_shards=2)
+    return _write_records(tmp_path_factory.mktemp("scenes"), tmp_path_factory.mktemp("records"))
 
 
 def _config(*extra):
     return load_config(ROOT / "configs" / "demo.yaml", [*OVERRIDES, *extra])
+
+
+@pytest.fixture(scope="module")
+def _shared_vgg_trainer(records):
+    config = _config("train.vgg_weight=10.0")
+    trainer = build_trainer(config, vgg_features=random_vgg_features(seed=0))
+    batch = next(iter(make_input_fn(records, config.model, config.data, 4)(None)))
+    return trainer, batch
+
+
+@pytest.fixture
+def vgg_trainer(_shared_vgg_trainer):
+    """A trainer with the VGG term on and a batch, shared so that its step is traced once
+    (~15 s); its variables and its optimizers' are put back after each test."""
+    trainer, batch = _shared_vgg_trainer
+    variables = [*trainer.variables, *trainer.g_optimizer.variables,
+                 *trainer.d_optimizer.variables]
+    saved = [variable.numpy() for variable in variables]
+    yield trainer, dict(batch)
+    for variable, value in zip(variables, saved, strict=True):
+        variable.assign(value)
 
 
 def test_train_writes_the_model_folder_resumes_and_refuses_another_model(records, tmp_path):
@@ -89,12 +114,21 @@ def test_resumed_data_position_matches_an_uninterrupted_stream(records):
     assert not np.array_equal(full_labels[0], full_labels[3])
 
 
-def test_sigkill_mid_run_resumes_from_the_last_checkpoint(records, tmp_path):
-    model_dir = tmp_path / "run"
+@background_run
+def killed_training(folder, processes):
+    """_config() trained in a process SIGKILLed right after step 5: (its CompletedProcess,
+    the records it read, its model folder)."""
+    records = _write_records(folder / "scenes", folder / "records")
+    model_dir = folder / "run"
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}"}
-    result = subprocess.run(
+    result = processes.run(
         [sys.executable, str(ROOT / "tests" / "support" / "kill_during_training.py"), str(records),
-         str(model_dir), "5"], env=env, capture_output=True, text=True, timeout=300)
+         str(model_dir), "5"], timeout=300, env=env)
+    return result, records, model_dir
+
+
+def test_sigkill_mid_run_resumes_from_the_last_checkpoint(killed_training):
+    result, records, model_dir = killed_training
     assert result.returncode == -signal.SIGKILL, result.stderr[-2000:]
     checkpoint = tf.train.latest_checkpoint(str(model_dir / "checkpoints"))
     assert checkpoint.endswith("ckpt-4")  # saved every 2 steps; killed after step 5
@@ -125,10 +159,8 @@ def test_sigkill_mid_run_resumes_from_the_last_checkpoint(records, tmp_path):
         np.testing.assert_array_equal(value, saved.get_tensor(key))
 
 
-def test_nan_loss_stops_with_its_name(records):
-    config = _config()
-    trainer = build_trainer(config)
-    batch = next(iter(make_input_fn(records, config.model, config.data, 4)(None)))
+def test_nan_loss_stops_with_its_name(vgg_trainer):
+    trainer, batch = vgg_trainer
     batch["image"] = tf.fill(tf.shape(batch["image"]), np.nan)
     with pytest.raises(LossBecameNaN, match=r"loss (d_fake|d_real|d_total|g_\w+) became nan"):
         trainer.fit(tf.data.Dataset.from_tensors(batch), epochs=1, verbose=0,
@@ -158,10 +190,8 @@ def test_vgg_term_without_weights_stops_before_step_one(records, tmp_path):
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
-def test_vgg_term_trains_with_a_feature_network(records):
-    config = _config("train.vgg_weight=10.0")
-    trainer = build_trainer(config, vgg_features=random_vgg_features(seed=0))
-    batch = next(iter(make_input_fn(records, config.model, config.data, 4)(None)))
+def test_vgg_term_trains_with_a_feature_network(vgg_trainer):
+    trainer, batch = vgg_trainer
     history = trainer.fit(tf.data.Dataset.from_tensors(batch), epochs=1, verbose=0)
     # The terms' values are checked by hand in test_losses.py; here the VGG term is on.
     assert history.history["g_vgg"][0] > 0
@@ -221,19 +251,18 @@ def test_mixed_float16_counts_skipped_steps_and_refuses_a_precision_change(recor
     assert tf.train.load_checkpoint(latest).get_tensor("batches/.ATTRIBUTES/VARIABLE_VALUE") == 6
     assert not _open_files_under(model_dir)  # the TensorBoard image writer is closed
 
-    # The same command again: finished, nothing trained.
-    again = run_command("spade-train", "--config", ROOT / "configs" / "demo.yaml", "--data",
-                        records, "--model-dir", model_dir,
-                        *[arg for key in [*OVERRIDES, *mixed] for arg in ("--set", key)])
+    # The same command again: finished, nothing trained. And float32 cannot resume
+    # loss-scaled checkpoints: said in config terms, up front. (Both at once: neither writes.)
+    command = ("spade-train", "--config", ROOT / "configs" / "demo.yaml", "--data", records,
+               "--model-dir", model_dir)
+    again, changed = run_commands(
+        (*command, *[arg for key in [*OVERRIDES, *mixed] for arg in ("--set", key)]),
+        (*command, *[arg for key in OVERRIDES for arg in ("--set", key)],
+         "--set", "train.epochs=3"))
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stdout.strip() == (f"spade-train: {model_dir} is finished (step 6 of 6): "
                                     "nothing to do; raise train.epochs to train longer.")
     assert tf.train.latest_checkpoint(str(model_dir / "checkpoints")) == latest
-    # float32 cannot resume loss-scaled checkpoints: said in config terms, up front.
-    changed = run_command("spade-train", "--config", ROOT / "configs" / "demo.yaml", "--data",
-                          records, "--model-dir", model_dir,
-                          *[arg for key in OVERRIDES for arg in ("--set", key)],
-                          "--set", "train.epochs=3")
     assert_one_line_error(changed, "spade-train", "train.mixed_precision='float32'",
                           "train.mixed_precision='mixed_float16'",
                           "--set train.mixed_precision=mixed_float16", "a new --model-dir")
