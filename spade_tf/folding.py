@@ -30,13 +30,9 @@ class FoldingError(SpadeError, ValueError):
 
 
 def _folded_sources(network: keras.Model) -> dict:
-    """Variable path in the folded copy -> the function that computes its value.
-
-    Values are computed one at a time while the copy is filled, so folding holds one
-    folded kernel at a time beside the two networks, not a third copy of every weight.
-    """
-    sources = {variable.path: (lambda variable=variable: variable)
-               for variable in network.weights}
+    """Variable path in the folded copy -> its source: a variable of ``network``, or the
+    spectral norm wrapper whose folded kernel it takes (see ``_value``)."""
+    sources = {variable.path: variable for variable in network.weights}
     for layer in network._flatten_layers():
         if not isinstance(layer, SpectralNormalization):
             continue
@@ -47,9 +43,16 @@ def _folded_sources(network: keras.Model) -> dict:
         for variable in layer.layer.weights:
             parts = variable.path.split("/")
             sources["/".join(parts[:-2] + parts[-1:])] = (
-                (lambda layer=layer: layer.normalized_kernel(training=False))
-                if variable is layer.layer.kernel else (lambda variable=variable: variable))
+                layer if variable is layer.layer.kernel else variable)
     return sources
+
+
+def _value(source):
+    # Folded kernels are computed one at a time while the copy is filled, so folding holds
+    # one beside the two networks, not a third copy of every weight.
+    if isinstance(source, SpectralNormalization):
+        return source.normalized_kernel(training=False)
+    return source
 
 
 def fold_for_inference(network: keras.Model, precision: str = "float32") -> keras.Model:
@@ -79,8 +82,7 @@ def fold_for_inference(network: keras.Model, precision: str = "float32") -> kera
             f"cannot fold {network.name}: its weights do not match its unwrapped copy "
             f"(missing {missing[:3]}, unused {unused[:3]}).")
     for variable in copy.weights:
-        value = sources[variable.path]()
-        variable.assign(keras.ops.cast(value, variable.dtype))
+        variable.assign(keras.ops.cast(_value(sources[variable.path]), variable.dtype))
     copy.trainable = False
     if network_precision(copy) != precision:
         raise FoldingError(f"{network.name} does not compute in {precision} when rebuilt.")

@@ -7,8 +7,8 @@
   (batch or synchronized batch with PyTorch's statistics, or instance);
 - ``maybe_spectral``: spectral normalization with PyTorch's semantics when asked;
 - ``LEAKY_RELU_SLOPE``: 0.2 everywhere in the reference;
-- ``leaky_relu_saving_output`` and ``LeakyReLU``: that activation, differentiated from
-  its output in training.
+- ``leaky_relu``, ``LeakyReLU`` and ``leaky_relu_saving_output``: that activation,
+  differentiated from its output in training.
 """
 
 from __future__ import annotations
@@ -62,18 +62,22 @@ def leaky_relu_saving_output(x: tf.Tensor, negative_slope: float = LEAKY_RELU_SL
     return activation(x)
 
 
+def leaky_relu(x, training, negative_slope: float = LEAKY_RELU_SLOPE):
+    """Leaky ReLU; a training call differentiates it from its output
+    (:func:`leaky_relu_saving_output`: less memory, fusable graphs), inference graphs
+    (exports) keep the plain op."""
+    if training:
+        return leaky_relu_saving_output(x, negative_slope)
+    return keras.ops.leaky_relu(x, negative_slope=negative_slope)
+
+
 @keras.saving.register_keras_serializable(package="spade_tf")
 class LeakyReLU(keras.layers.LeakyReLU):
-    """``keras.layers.LeakyReLU`` differentiated from its output when training.
-
-    The same function and configuration; a training call uses
-    :func:`leaky_relu_saving_output` (less memory, fusable graphs), inference the plain op.
-    """
+    """``keras.layers.LeakyReLU`` differentiated from its output when training
+    (:func:`leaky_relu`): the same function and configuration."""
 
     def call(self, inputs, training=None):
-        if training:
-            return leaky_relu_saving_output(inputs, self.negative_slope)
-        return super().call(inputs)
+        return leaky_relu(inputs, training, self.negative_slope)
 
 
 NORM_EPSILON = 1e-5

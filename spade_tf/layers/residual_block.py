@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import keras
-from keras import ops
 
 from spade_tf.layers.common import (
-    LEAKY_RELU_SLOPE,
     check_norm_type,
-    leaky_relu_saving_output,
+    leaky_relu,
     maybe_spectral,
     reference_conv,
 )
@@ -78,21 +76,14 @@ class SPADEResBlock(keras.layers.Layer):
             self.norm_s.build(x_shape, segmap_shape)
             self.conv_s.build(x_shape)
 
-    def _activation(self, x, training):
-        # Training: the same function with a lighter gradient (see leaky_relu_saving_output);
-        # inference graphs (exports) keep the plain op.
-        if training:
-            return leaky_relu_saving_output(x)
-        return ops.leaky_relu(x, negative_slope=LEAKY_RELU_SLOPE)
-
     def call(self, x, segmap, training=None):
         if self.learned_shortcut:
             shortcut = self.conv_s(self.norm_s(x, segmap, training=training), training=training)
         else:
             shortcut = x
-        dx = self.conv_0(self._activation(self.norm_0(x, segmap, training=training), training),
+        dx = self.conv_0(leaky_relu(self.norm_0(x, segmap, training=training), training),
                          training=training)
-        dx = self.conv_1(self._activation(self.norm_1(dx, segmap, training=training), training),
+        dx = self.conv_1(leaky_relu(self.norm_1(dx, segmap, training=training), training),
                          training=training)
         return shortcut + dx
 

@@ -76,11 +76,14 @@ class TorchAdam(keras.optimizers.Optimizer):
         else:
             self._momentums = []
             self._velocities = self.add_optimizer_variables(var_list, "velocity")
+            # Set past attribute tracking: checkpoints see it only as "_variables" below.
+            object.__setattr__(self, "_checkpoint_positions", _CheckpointPositions(self))
 
     def _trackable_children(self, save_type="checkpoint", **kwargs):
         children = super()._trackable_children(save_type, **kwargs)
-        if self.built and not self.stores_momentum and "_variables" in children:
-            children["_variables"] = _checkpoint_positions(self)
+        positions = self.__dict__.get("_checkpoint_positions")
+        if positions is not None and "_variables" in children:
+            children["_variables"] = positions
         return children
 
     def apply(self, grads, trainable_variables=None):
@@ -164,15 +167,6 @@ class _CheckpointPositions(tf.__internal__.tracking.Trackable):
             self._track_trackable(variable, name=str(index))
         for index, velocity in enumerate(optimizer._velocities):
             self._track_trackable(velocity, name=str(leading + 2 * index + 1))
-
-
-def _checkpoint_positions(optimizer: TorchAdam) -> _CheckpointPositions:
-    # One object per optimizer: a checkpoint's object graph must see the same one each time.
-    positions = optimizer.__dict__.get("_checkpoint_positions")
-    if positions is None:
-        positions = _CheckpointPositions(optimizer)
-        object.__setattr__(optimizer, "_checkpoint_positions", positions)
-    return positions
 
 
 def make_optimizer(name: str, learning_rate: float, beta_1: float = 0.0,

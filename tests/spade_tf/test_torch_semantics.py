@@ -187,7 +187,7 @@ def test_mixed_precision():
     out = mixed(tf.constant(x, tf.float16), training=True)
     assert out.dtype == tf.float16 and mixed.moving_variance.dtype == "float32"
     np.testing.assert_allclose(out.numpy(), reference, atol=5e-3)
-    # spade.py's choice under a mixed policy: a float32 layer, float16 in, float32 out.
+    # A float32 layer fed float16 computes and returns float32.
     out32 = ParameterFreeBatchNorm(dtype="float32")(tf.constant(x, tf.float16), training=True)
     assert out32.dtype == tf.float32
 
