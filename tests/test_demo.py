@@ -3,7 +3,6 @@
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 
@@ -12,6 +11,7 @@ import pytest
 from PIL import Image
 from support import ROOT
 from support.background import background_run
+from support.processes import Processes
 
 from spade_tf.evaluation.synthetic import BASE_COLORS, synthetic_scores
 
@@ -21,15 +21,11 @@ SIZE, HELD_OUT = 32, 2
 
 def run_demo(*args: str, timeout: float) -> subprocess.CompletedProcess:
     """The demo in its own process group, killed whole (server included) on timeout."""
-    process = subprocess.Popen([sys.executable, str(DEMO), *args], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    processes = Processes()
     try:
-        stdout, stderr = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.communicate()
-        pytest.fail(f"the demo did not finish within {timeout}s")
-    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+        return processes.run([sys.executable, str(DEMO), *args], timeout)
+    finally:
+        processes.close()
 
 
 @background_run

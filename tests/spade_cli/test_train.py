@@ -9,10 +9,8 @@ import time
 import tensorflow as tf
 from support import ROOT
 from support.background import background_run
-from support.processes import assert_one_line_error, command_args, command_env
-from support.synthetic_data import make_synthetic_records
-
-from tfrecords_tools import synthetic
+from support.processes import assert_one_line_error
+from support.synthetic_data import write_training_records
 
 CONFIG = ROOT / "configs" / "demo.yaml"
 # 12 scenes, batches of 4: 3 steps per epoch, 9 in all; a checkpoint after every step.
@@ -21,18 +19,9 @@ SETTINGS = ["--set", "train.batch_size=4", "--set", "train.epochs=3",
 TOTAL = 9
 
 
-def _write_records(scenes, out):
-    folder = synthetic.write_dataset(scenes, 12, size=64, seed=3)
-    return make_synthetic_records(folder, out, num_shards=2)
-
-
 def _command(records, model_dir, *extra, data=None) -> tuple:
     return ("spade-train", "--config", CONFIG, "--data", data or records, "--model-dir",
             model_dir, *SETTINGS, *extra)
-
-
-def _start(processes, command: tuple):
-    return processes.start(command_args(*command), env=command_env(), cwd=ROOT)
 
 
 def _files(folder) -> set[str]:
@@ -58,12 +47,12 @@ def _latest(model_dir) -> str | None:
 def interrupted_training(folder, processes):
     """Failed starts, then a run interrupted with Ctrl-C once a step is checkpointed, then
     the same command twice: what the test checks, as it was at each point."""
-    records = _write_records(folder / "scenes", folder / "records")
+    records = write_training_records(folder / "scenes", folder / "records")
     seen = {"model_dir": folder / "run",
             "lying": _with_wrong_class_count(records, folder / "lying", 4),
             "refused": {name: folder / name for name in ("classes", "no_data", "crash")}}
     # The failed starts, each into a folder of its own, run beside the interrupted run.
-    failed_starts = {name: _start(processes, command) for name, command in (
+    failed_starts = {name: processes.start_command(*command) for name, command in (
         ("classes", _command(records, seen["refused"]["classes"],
                              "--set", "model.num_classes=150")),
         ("no_data", _command(records, seen["refused"]["no_data"],
@@ -71,7 +60,7 @@ def interrupted_training(folder, processes):
         ("crash", _command(records, seen["refused"]["crash"], "--set", "model.num_classes=4",
                            data=seen["lying"])))}
     model_dir = seen["model_dir"]
-    process = _start(processes, _command(records, model_dir))
+    process = processes.start_command(*_command(records, model_dir))
     deadline = time.monotonic() + 400
     while not (model_dir / "checkpoints" / "checkpoint").is_file():
         if process.poll() is not None or time.monotonic() > deadline:
@@ -83,10 +72,10 @@ def interrupted_training(folder, processes):
     seen["latest_after_interrupt"] = _latest(model_dir)
     seen["failed_starts"] = {name: processes.finish(started, 600)
                              for name, started in failed_starts.items()}
-    seen["resumed"] = processes.finish(_start(processes, _command(records, model_dir)), 600)
+    seen["resumed"] = processes.finish(processes.start_command(*_command(records, model_dir)), 600)
     seen["latest_after_resume"] = _latest(model_dir)
     seen["files_before_again"] = _files(model_dir)
-    seen["again"] = processes.finish(_start(processes, _command(records, model_dir)), 600)
+    seen["again"] = processes.finish(processes.start_command(*_command(records, model_dir)), 600)
     return seen
 
 
@@ -144,13 +133,13 @@ def test_failed_starts_leave_nothing_and_ctrl_c_keeps_the_work(interrupted_train
 def bad_starts(folder, processes):
     """A shard corrupted in place, and replica counts that cannot share the batch, each
     refused at the start (all three at once): {name: CompletedProcess} and the paths."""
-    records = _write_records(folder / "scenes", folder / "records")
+    records = write_training_records(folder / "scenes", folder / "records")
     broken = shutil.copytree(records, folder / "broken")
     shard = sorted(broken.glob("*.tfrecord"))[0]
     data = bytearray(shard.read_bytes())
     data[len(data) // 2] ^= 0xFF  # same size: passes the manifest's size check
     shard.write_bytes(bytes(data))
-    started = {name: _start(processes, command) for name, command in (
+    started = {name: processes.start_command(*command) for name, command in (
         ("corrupt_shard", _command(records, folder / "corrupt_run", data=broken)),
         ("three_replicas", _command(records, folder / "run", "--cpu-replicas", "3",
                                     "--set", "train.batch_size=8")),

@@ -20,16 +20,13 @@ reads and writes files and starts processes.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import subprocess
-import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+
+from support.processes import Processes
 
 RUNS: dict[str, Callable[[Path, Processes], object]] = {}
 
@@ -49,53 +46,6 @@ def background_run(run: Callable[[Path, Processes], object]):
 
 def checks_a_background_run(item: pytest.Item) -> bool:
     return any(name in RUNS for name in item.fixturenames)
-
-
-class Processes:
-    """Starts the runs' processes, each in a session of its own so that its children can be
-    stopped with it, and stops those still running when the test session ends."""
-
-    def __init__(self):
-        self._started: list[subprocess.Popen] = []
-        self._lock = threading.Lock()
-        self._closed = False
-
-    def start(self, args: list[str], **popen) -> subprocess.Popen:
-        """A started process: stdout and stderr are pipes (text), stdin is empty."""
-        with self._lock:
-            if self._closed:
-                raise RuntimeError("the test session is over")
-            process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                       stdin=subprocess.DEVNULL, text=True,
-                                       start_new_session=True, **popen)
-            self._started.append(process)
-        return process
-
-    def finish(self, process: subprocess.Popen, timeout: float) -> subprocess.CompletedProcess:
-        """Wait for ``process``; killed (its children too) and an error past ``timeout``."""
-        try:
-            stdout, stderr = process.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.kill(process)
-            stdout, stderr = process.communicate()
-            raise RuntimeError(f"{process.args} did not finish within {timeout} s:\n"
-                               f"{stdout[-3000:]}{stderr[-3000:]}") from None
-        return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
-
-    def run(self, args: list[str], timeout: float, **popen) -> subprocess.CompletedProcess:
-        return self.finish(self.start(args, **popen), timeout)
-
-    @staticmethod
-    def kill(process: subprocess.Popen) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            for process in self._started:
-                if process.poll() is None:
-                    self.kill(process)
 
 
 class BackgroundRuns:

@@ -1,12 +1,16 @@
-"""Run test code in a fresh Python process (TF device set-up happens once per process)."""
+"""Run test code and console scripts in fresh processes (TF device set-up happens once
+per process)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import threading
 
 from support import ROOT
 
@@ -62,19 +66,12 @@ def run_command(tool: str, *args: object, timeout: float = 300, cwd=None,
 def run_commands(*commands: tuple, timeout: float = 300) -> list[subprocess.CompletedProcess]:
     """Run several console scripts at once, each ``(tool, *args)`` as ``run_command`` runs
     it: their start-ups (TensorFlow's import, several seconds each) overlap on two cores."""
-    processes = [start_command(*command) for command in commands]
-
-    def finish(process: subprocess.Popen) -> subprocess.CompletedProcess:
-        stdout, stderr = process.communicate(timeout=timeout)
-        return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
-
+    processes = Processes()
     try:
-        return [finish(process) for process in processes]
+        started = [processes.start_command(*command) for command in commands]
+        return [processes.finish(process, timeout) for process in started]
     finally:
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
-                process.communicate()
+        processes.close()
 
 
 def start_command(tool: str, *args: object, cwd=None, **env: str) -> subprocess.Popen:
@@ -82,6 +79,58 @@ def start_command(tool: str, *args: object, cwd=None, **env: str) -> subprocess.
     return subprocess.Popen(command_args(tool, *args), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=command_env(**env),
                             cwd=cwd or ROOT, stdin=subprocess.DEVNULL)
+
+
+class Processes:
+    """Starts processes, each in a session of its own so that its children can be stopped
+    with it (a process that outlives its timeout is killed whole), and kills those still
+    running on ``close`` (the background runs' at the end of the test session)."""
+
+    def __init__(self):
+        self._started: list[subprocess.Popen] = []
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def start(self, args: list[str], **popen) -> subprocess.Popen:
+        """A started process: stdout and stderr are pipes (text), stdin is empty."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("these processes are closed: start no more")
+            process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                       stdin=subprocess.DEVNULL, text=True,
+                                       start_new_session=True, **popen)
+            self._started.append(process)
+        return process
+
+    def finish(self, process: subprocess.Popen, timeout: float) -> subprocess.CompletedProcess:
+        """Wait for ``process``; killed (its children too) and an error past ``timeout``."""
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill(process)
+            stdout, stderr = process.communicate()
+            raise RuntimeError(f"{process.args} did not finish within {timeout} s:\n"
+                               f"{stdout[-3000:]}{stderr[-3000:]}") from None
+        return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+    def run(self, args: list[str], timeout: float, **popen) -> subprocess.CompletedProcess:
+        return self.finish(self.start(args, **popen), timeout)
+
+    def start_command(self, tool: str, *args: object) -> subprocess.Popen:
+        """Start a console script as ``run_command`` runs it."""
+        return self.start(command_args(tool, *args), env=command_env(), cwd=ROOT)
+
+    @staticmethod
+    def kill(process: subprocess.Popen) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            for process in self._started:
+                if process.poll() is None:
+                    self.kill(process)
 
 
 COMMAND_MODULES = {

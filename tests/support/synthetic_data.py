@@ -21,3 +21,10 @@ def make_synthetic_records(folder, out, num_shards: int = 3):
     convert_listing(synthetic_listing(folder), out, num_shards=num_shards, workers=1,
                     report=quiet)
     return out
+
+
+def write_training_records(scenes, out):
+    """The training tests' data: 12 scenes of 64x64 (seed 3) written to ``scenes`` and
+    converted into 2 shards in ``out``; returns ``out``."""
+    folder = synthetic.write_dataset(scenes, 12, size=64, seed=3)
+    return make_synthetic_records(folder, out, num_shards=2)

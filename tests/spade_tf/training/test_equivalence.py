@@ -9,6 +9,7 @@ import sys
 import numpy as np
 from support import ROOT
 from support.background import background_run
+from support.processes import Processes
 
 WORKER = ROOT / "tests" / "support" / "one_step_worker.py"
 # In float64 the split cannot matter beyond rounding (measured 2e-15); in float32 the
@@ -66,17 +67,14 @@ def _assert_finished(result: subprocess.CompletedProcess) -> None:
 
 def _two_workers(workdir) -> None:
     """Both workers again, in the foreground."""
-    processes = [subprocess.Popen(_args("multi_worker", workdir), env=env,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                 for env in _worker_envs()]
+    processes = Processes()
     try:
-        for process in processes:
-            _, stderr = process.communicate(timeout=TIMEOUT)
-            assert process.returncode == 0, stderr[-3000:]
+        started = [processes.start(_args("multi_worker", workdir), env=env)
+                   for env in _worker_envs()]
+        for process in started:
+            _assert_finished(processes.finish(process, TIMEOUT))
     finally:
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
+        processes.close()
 
 
 def _compare(workdir, mode):

@@ -13,7 +13,7 @@ from PIL import Image
 from support import ROOT
 from support.background import background_run
 from support.processes import assert_one_line_error, run_commands
-from support.synthetic_data import make_synthetic_records
+from support.synthetic_data import write_training_records
 
 from spade_tf.config import ConfigError, load_config
 from spade_tf.data import make_input_fn
@@ -27,19 +27,14 @@ from spade_tf.training.train import (
     train,
 )
 from spade_tf.training.vgg import VGGWeightsError, random_vgg_features
-from tfrecords_tools import synthetic
 
 OVERRIDES = ["train.batch_size=4", "train.epochs=2", "train.checkpoint_every_steps=2"]
 
 
-def _write_records(scenes, out):
-    folder = synthetic.write_dataset(scenes, 12, size=64, seed=3)
-    return make_synthetic_records(folder, out, num_shards=2)
-
-
 @pytest.fixture(scope="module")
 def records(tmp_path_factory):
-    return _write_records(tmp_path_factory.mktemp("scenes"), tmp_path_factory.mktemp("records"))
+    return write_training_records(tmp_path_factory.mktemp("scenes"),
+                                  tmp_path_factory.mktemp("records"))
 
 
 def _config(*extra):
@@ -118,7 +113,7 @@ def test_resumed_data_position_matches_an_uninterrupted_stream(records):
 def killed_training(folder, processes):
     """_config() trained in a process SIGKILLed right after step 5: (its CompletedProcess,
     the records it read, its model folder)."""
-    records = _write_records(folder / "scenes", folder / "records")
+    records = write_training_records(folder / "scenes", folder / "records")
     model_dir = folder / "run"
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}"}
     result = processes.run(
