@@ -236,7 +236,7 @@ def _export_call(work: Path, precision: str):
 def _keras_call(work: Path, precision: str, mode: str):
     import tensorflow as tf
 
-    from spade_tf.folding import fold_for_inference
+    from spade_tf.folding import load_for_inference
     from spade_tf.model_dir import load_model_dir
     from spade_tf.precision import with_precision
 
@@ -246,11 +246,11 @@ def _keras_call(work: Path, precision: str, mode: str):
                or "default"}
     if mode == "export":
         return _export_call(work, precision), threads
-    generator = load_model_dir(work / "model", networks=("generator",)).generator
     if mode == "folded":
-        generator = fold_for_inference(generator, precision)
-        gc.collect()
-    elif precision != "float32":
+        generator = load_for_inference(work / "model", precision).generator
+    else:
+        generator = load_model_dir(work / "model", networks=("generator",)).generator
+    if mode != "folded" and precision != "float32":
         # Keep only the reduced-precision copy in memory, as a server would.
         generator = with_precision(generator, precision)
         gc.collect()

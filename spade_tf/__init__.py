@@ -7,7 +7,7 @@ and gives the public API::
     from spade_tf import SPADE, SPADEResBlock                 # layers (spade_tf.layers)
     from spade_tf import SPADEGenerator, build_generator      # networks (spade_tf.models)
     from spade_tf import GauGAN, train                        # training (spade_tf.training)
-    from spade_tf import load_config, export_model, load_model_dir
+    from spade_tf import load_config, export_model, load_model_dir, load_for_inference
 
 The packages: ``config`` (YAML -> frozen settings), ``layers``, ``models``, ``training``,
 ``data`` (TFRecord schema and tf.data input), ``export`` and ``signatures`` (the served
@@ -28,7 +28,7 @@ if "spade_cli" not in sys.modules:
     from spade_tf.config import Config, ConfigError, load_config
     from spade_tf.errors import SpadeError
     from spade_tf.export import export_model
-    from spade_tf.folding import fold_for_inference
+    from spade_tf.folding import fold_for_inference, load_for_inference
     from spade_tf.layers import (
         SPADE,
         AveragePoolExcludingPadding,
@@ -70,6 +70,7 @@ if "spade_cli" not in sys.modules:
         "export_model",
         "fold_for_inference",
         "load_config",
+        "load_for_inference",
         "load_model_dir",
         "save_model_dir",
         "train",

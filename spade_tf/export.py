@@ -25,11 +25,9 @@ import tensorflow as tf
 
 from spade_tf import signatures as sig
 from spade_tf.errors import SpadeError, readable_tf_message
-from spade_tf.folding import fold_for_inference
+from spade_tf.folding import load_for_inference
 from spade_tf.inference import photo_to_unit, style_latent, to_uint8
 from spade_tf.layers.semantic import semantic_one_hot
-from spade_tf.model_dir import load_model_dir
-from spade_tf.precision import policy_name
 
 
 class ExportError(SpadeError, ValueError):
@@ -386,9 +384,12 @@ def export_model(model_dir: str | os.PathLike, export_base: str | os.PathLike,
     _check_limit("--max-batch-size", max_batch_size, "the largest batch a request may carry")
     _check_limit("--max-pixels", max_pixels, "the largest style image, in pixels,")
     model_base = _check_target_folders(Path(export_base), model_name, version)
-    loaded = load_model_dir(model_dir, networks=("generator", "encoder"), checkpoint=checkpoint)
+    # Spectral norm folded into fixed kernels, weights stored at the served precision
+    # (an unknown precision fails before the loading).
+    loaded = load_for_inference(model_dir, precision, checkpoint=checkpoint)
     model_config = loaded.config.model
     export_config = loaded.config.export
+    precision = precision or export_config.precision
     if loaded.generator.semantic_channels != model_config.semantic_channels:
         raise ExportError(
             f"{model_dir}: the generator takes {loaded.generator.semantic_channels} semantic "
@@ -396,12 +397,8 @@ def export_model(model_dir: str | os.PathLike, export_base: str | os.PathLike,
     if getattr(loaded.generator, "use_vae", False) and loaded.encoder is None:
         raise ExportError(f"{model_dir}: the generator is a VAE one but encoder.keras is "
                           "missing.")
-    precision = precision or export_config.precision
-    policy_name(precision)
-    # Spectral norm folded into fixed kernels, weights stored at the served precision.
-    generator = fold_for_inference(loaded.generator, precision)
-    encoder = fold_for_inference(loaded.encoder, precision) \
-        if model_config.use_vae and loaded.encoder is not None else None
+    generator = loaded.generator
+    encoder = loaded.encoder if model_config.use_vae else None
     version = version if version is not None else next_version(model_base)
     target = model_base / str(version)
     if target.exists():

@@ -12,16 +12,25 @@ that computes what ``network(x, training=False)`` computes, with less work per c
   Batch-norm statistics and the output layer stay float32, as under the mixed policies.
 
 The copy is for inference only (training it would train a network without spectral
-norm); it is built with ``trainable=False``. Export (:mod:`spade_tf.export`), ``spade-eval
-generate`` and ``spade-synthesize`` run their networks through it.
+norm); it is built with ``trainable=False``. ``load_for_inference(model_dir, "bfloat16")``
+loads a model folder's networks folded, freeing each float32 network before its copy is
+made; export (:mod:`spade_tf.export`), ``spade-eval generate`` and ``spade-synthesize`` load
+their networks with it.
 """
 
 from __future__ import annotations
 
+import gc
+import math
+import os
+from collections.abc import Callable
+
 import keras
+import numpy as np
 
 from spade_tf.errors import SpadeError
 from spade_tf.layers.spectral_norm import SpectralNormalization
+from spade_tf.model_dir import ModelDir, load_model_dir
 from spade_tf.precision import network_precision, policy_name
 
 
@@ -55,12 +64,10 @@ def _value(source):
     return source
 
 
-def fold_for_inference(network: keras.Model, precision: str = "float32") -> keras.Model:
-    """A copy of ``network`` for inference at ``precision`` (see the module doc).
-
-    ``network``: a generator or encoder of this package (built from its config with a
-    ``use_spectral_norm`` option); ``precision``: "float32", "bfloat16" or "float16".
-    """
+def _unwrapped_builder(network: keras.Model, precision: str) -> Callable[[], keras.Model]:
+    """A function that builds ``network`` again from its config, without spectral norm,
+    under ``precision``'s (pure, not mixed) policy, with fresh weights; it does not hold
+    ``network``."""
     policy_name(precision)
     config = network.get_config()
     if "use_spectral_norm" not in getattr(network, "config_keys", ()):
@@ -68,22 +75,86 @@ def fold_for_inference(network: keras.Model, precision: str = "float32") -> kera
             f"{network.__class__.__name__} is not a spade_tf network; fold_for_inference "
             "folds the generator and encoder of spade_tf.models.")
     config["use_spectral_norm"] = False
-    previous = keras.mixed_precision.dtype_policy()
-    keras.mixed_precision.set_global_policy(precision)
-    try:
-        copy = network.__class__.from_config(config)
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
-    sources = _folded_sources(network)
-    missing = [v.path for v in copy.weights if v.path not in sources]
-    unused = sorted(set(sources) - {v.path for v in copy.weights})
+    network_class = network.__class__
+
+    def build() -> keras.Model:
+        previous = keras.mixed_precision.dtype_policy()
+        keras.mixed_precision.set_global_policy(precision)
+        try:
+            return network_class.from_config(config)
+        finally:
+            keras.mixed_precision.set_global_policy(previous)
+
+    return build
+
+
+def _fill(copy: keras.Model, name: str, values: dict, precision: str) -> keras.Model:
+    """Assign ``values`` (path -> a source for ``_value``, or an array) to ``copy``."""
+    missing = [v.path for v in copy.weights if v.path not in values]
+    unused = sorted(set(values) - {v.path for v in copy.weights})
     if missing or unused:
         raise FoldingError(
-            f"cannot fold {network.name}: its weights do not match its unwrapped copy "
+            f"cannot fold {name}: its weights do not match its unwrapped copy "
             f"(missing {missing[:3]}, unused {unused[:3]}).")
     for variable in copy.weights:
-        variable.assign(keras.ops.cast(_value(sources[variable.path]), variable.dtype))
+        variable.assign(keras.ops.cast(_value(values[variable.path]), variable.dtype))
     copy.trainable = False
     if network_precision(copy) != precision:
-        raise FoldingError(f"{network.name} does not compute in {precision} when rebuilt.")
+        raise FoldingError(f"{name} does not compute in {precision} when rebuilt.")
     return copy
+
+
+def fold_for_inference(network: keras.Model, precision: str = "float32") -> keras.Model:
+    """A copy of ``network`` for inference at ``precision`` (see the module doc).
+
+    ``network``: a generator or encoder of this package (built from its config with a
+    ``use_spectral_norm`` option); ``precision``: "float32", "bfloat16" or "float16".
+    """
+    copy = _unwrapped_builder(network, precision)()
+    return _fill(copy, network.name, _folded_sources(network), precision)
+
+
+def _staged_values(network: keras.Model) -> dict:
+    """The folded float32 values of ``network``'s copy, as views of one host buffer: one
+    large allocation goes back to the system when freed (many small ones may stay in the
+    process's heap)."""
+    sources = _folded_sources(network)
+    shapes = {path: tuple(source.layer.kernel.shape if isinstance(source, SpectralNormalization)
+                          else source.shape) for path, source in sources.items()}
+    buffer = np.empty(sum(math.prod(shape) for shape in shapes.values()), np.float32)
+    staged, offset = {}, 0
+    for path, source in sources.items():
+        size = math.prod(shapes[path])
+        staged[path] = buffer[offset:offset + size].reshape(shapes[path])
+        staged[path][...] = keras.ops.convert_to_numpy(
+            keras.ops.cast(_value(source), "float32"))
+        offset += size
+    return staged
+
+
+def load_for_inference(model_dir: str | os.PathLike, precision: str | None = None,
+                       checkpoint: str | int | None = None) -> ModelDir:
+    """A model folder's generator (and encoder, when it has one) folded for inference
+    at ``precision`` (default: its config's ``export.precision``).
+
+    What ``fold_for_inference(load_model_dir(...).generator)`` gives, with less memory:
+    each float32 network is freed before its copy is made, so the copy reuses its memory
+    (TensorFlow keeps freed tensor memory for later tensors, not for the system).
+    ``checkpoint``: as in :func:`~spade_tf.model_dir.load_model_dir`.
+    """
+    if precision is not None:
+        policy_name(precision)  # an unknown name fails before the (slow) loading
+    loaded = load_model_dir(model_dir, networks=("generator", "encoder"), checkpoint=checkpoint)
+    precision = precision or loaded.config.export.precision
+    for role in ("generator", "encoder"):
+        network = getattr(loaded, role)
+        if network is None:
+            continue
+        name, build = network.name, _unwrapped_builder(network, precision)
+        staged = _staged_values(network)
+        setattr(loaded, role, None)
+        del network
+        gc.collect()
+        setattr(loaded, role, _fill(build(), name, staged, precision))
+        del staged
+    return loaded

@@ -99,22 +99,18 @@ class ModelFolderBackend:
     def __init__(self, model_dir: str | os.PathLike, checkpoint: str | None = None):
         import tensorflow as tf
 
-        from spade_tf.folding import fold_for_inference
-        from spade_tf.model_dir import load_model_dir
+        from spade_tf.folding import load_for_inference
         from spade_tf.models import build_semantic_input
 
-        networks = load_model_dir(model_dir, networks=("generator", "encoder"),
-                                  checkpoint=checkpoint)
+        # What the exporter serves: spectral norm folded, at export.precision.
+        networks = load_for_inference(model_dir, checkpoint=checkpoint)
         config = networks.config
         model = config.model
         self.info = ModelInfo(tuple(model.image_size), model.num_classes,
                               model.use_dontcare_label, model.dontcare_label,
                               model.use_instance_edges, model.use_vae,
                               config.export.max_batch_size, config.classes())
-        # What the exporter serves: spectral norm folded, at export.precision.
-        self._generator, self._encoder = (
-            None if network is None else fold_for_inference(network, config.export.precision)
-            for network in (networks.generator, networks.encoder))
+        self._generator, self._encoder = networks.generator, networks.encoder
         self._latent_dim = model.latent_dim
         self._semantic = build_semantic_input(model)
         self._call = tf.function(self._images)

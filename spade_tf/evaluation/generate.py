@@ -98,9 +98,9 @@ def generate_images(model_dir: str | os.PathLike, data_dir: str | os.PathLike,
 
     from spade_tf.data.pipeline import explain_data_errors
     from spade_tf.errors import readable_tf_message
-    from spade_tf.folding import fold_for_inference
+    from spade_tf.folding import load_for_inference
     from spade_tf.inference import to_uint8
-    from spade_tf.model_dir import atomic_directory, check_target, load_model_dir
+    from spade_tf.model_dir import atomic_directory, check_target
     from spade_tf.models import build_semantic_input
     from spade_tf.precision import policy_name
 
@@ -113,10 +113,7 @@ def generate_images(model_dir: str | os.PathLike, data_dir: str | os.PathLike,
         raise EvaluationError(f"batch size must be a positive integer; got {batch_size}.")
     policy_name(precision)  # an unknown name fails before any loading
     check_target(out_dir, overwrite)  # so does an --out that would be refused at the end
-    networks = load_model_dir(model_dir, networks=("generator", "encoder"))
-    networks.generator = fold_for_inference(networks.generator, precision)
-    if networks.encoder is not None:
-        networks.encoder = fold_for_inference(networks.encoder, precision)
+    networks = load_for_inference(model_dir, precision)
     model = networks.config.model
     if model.use_vae and networks.encoder is None and latent == "encode":
         raise EvaluationError(f"{model_dir} is a VAE model without encoder.keras, so the latent "

@@ -5,7 +5,12 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from spade_tf.layers.common import check_norm_type, parameter_free_norm, reference_conv
+from spade_tf.layers.common import (
+    check_norm_type,
+    computed_after,
+    parameter_free_norm,
+    reference_conv,
+)
 from spade_tf.layers.resize import legacy_nearest_resize
 
 
@@ -55,6 +60,9 @@ class SPADE(keras.layers.Layer):
 
     def call(self, x, segmap, training=None):
         normalized = ops.cast(self.param_free_norm(x, training=training), x.dtype)
+        # The label-map branch runs when this layer is reached, as in PyTorch, not at the
+        # start of the network (see computed_after).
+        segmap = computed_after(segmap, x)
         segmap = legacy_nearest_resize(ops.cast(segmap, x.dtype), ops.shape(x)[1:3])
         hidden = ops.relu(self.mlp_shared(segmap))
         gamma = self.mlp_gamma(hidden)

@@ -1,6 +1,7 @@
 """Networks folded for inference: spectral norm in fixed kernels, weights in the compute type."""
 
 import dataclasses
+import weakref
 
 import keras
 import numpy as np
@@ -8,11 +9,13 @@ import pytest
 import tensorflow as tf
 from support.models import calibrated_generator
 
-from spade_tf.config import ModelConfig
-from spade_tf.folding import FoldingError, fold_for_inference
+from spade_tf import folding
+from spade_tf.config import Config, ExportConfig, ModelConfig
+from spade_tf.folding import FoldingError, fold_for_inference, load_for_inference
 from spade_tf.layers import SpectralNormalization
-from spade_tf.models import build_encoder, build_semantic_input
-from spade_tf.precision import network_precision
+from spade_tf.model_dir import ModelDir, load_model_dir, save_model_dir
+from spade_tf.models import build_encoder, build_generator, build_semantic_input
+from spade_tf.precision import PrecisionError, network_precision
 
 MODEL = ModelConfig(num_classes=5, use_instance_edges=True, crop_size=64, base_filters=4,
                     spade_hidden_filters=8)
@@ -108,3 +111,47 @@ def test_networks_it_cannot_fold_are_refused():
     plain = keras.Model(inputs, keras.layers.Conv2D(2, 3)(inputs))
     with pytest.raises(FoldingError, match="is not a spade_tf network"):
         fold_for_inference(plain)
+
+
+def test_a_model_folder_loads_folded_each_float32_network_freed_before_its_copy(
+        tmp_path, monkeypatch):
+    keras.utils.set_random_seed(6)
+    folder = save_model_dir(tmp_path / "model", ModelDir(
+        Config(model=VAE, export=ExportConfig(precision="bfloat16")), build_generator(VAE),
+        encoder=build_encoder(VAE)))
+    originals = load_model_dir(folder, networks=("generator", "encoder"))
+    expected = {role: fold_for_inference(getattr(originals, role), "bfloat16")
+                for role in ("generator", "encoder")}
+    # Which float32 networks are still alive when each copy gets its weights.
+    loaded_networks, alive_at_fill = {}, []
+    original_load, original_fill = folding.load_model_dir, folding._fill
+
+    def load(*args, **kwargs):
+        result = original_load(*args, **kwargs)
+        loaded_networks.update(generator=weakref.ref(result.generator),
+                               encoder=weakref.ref(result.encoder))
+        return result
+
+    def fill(copy, name, values, precision):
+        alive_at_fill.append(sorted(role for role, ref in loaded_networks.items()
+                                    if ref() is not None))
+        return original_fill(copy, name, values, precision)
+
+    monkeypatch.setattr(folding, "load_model_dir", load)
+    monkeypatch.setattr(folding, "_fill", fill)
+    loaded = load_for_inference(folder)  # the config's export.precision
+    assert alive_at_fill == [["encoder"], []]
+    assert loaded.config.export.precision == "bfloat16"
+    for role, copy in expected.items():
+        folded = getattr(loaded, role)
+        assert network_precision(folded) == "bfloat16" and not folded.trainable
+        assert [v.path for v in folded.weights] == [v.path for v in copy.weights]
+        for actual, wanted in zip(folded.weights, copy.weights, strict=True):
+            assert actual.dtype == wanted.dtype
+            np.testing.assert_array_equal(actual.numpy(), wanted.numpy())
+    assert network_precision(load_for_inference(folder, "float32").generator) == "float32"
+
+
+def test_an_unknown_precision_fails_before_loading(tmp_path):
+    with pytest.raises(PrecisionError, match="precision must be one of"):
+        load_for_inference(tmp_path / "no-such-model", "float8")

@@ -22,6 +22,7 @@ from spade_tf.evaluation.images import read_image, read_label_map
 from spade_tf.inference import seeded_latent, to_uint8
 from spade_tf.model_dir import ModelDir, save_model_dir
 from spade_tf.models import build_encoder, build_generator, build_semantic_input
+from spade_tf.precision import network_precision
 from tfrecords_tools import synthetic
 
 SIZE = 32
@@ -73,9 +74,14 @@ def test_generate_then_synthetic(records, tmp_path, capsys, monkeypatch):
     assert np.abs(generated.astype(int) - expected).max() <= 1
     # The in-process precision switch (its accuracy is tested in test_precision.py on a
     # generator with calibrated statistics; this untrained one saturates).
-    computed_in, original_fold = [], folding.fold_for_inference
-    monkeypatch.setattr(folding, "fold_for_inference", lambda network, name: computed_in.append(
-        name) or original_fold(network, name))
+    computed_in, original_load = [], folding.load_for_inference
+
+    def load_recording(*args, **kwargs):
+        loaded = original_load(*args, **kwargs)
+        computed_in.append(network_precision(loaded.generator))
+        return loaded
+
+    monkeypatch.setattr(folding, "load_for_inference", load_recording)
     assert main(["generate", "--model-dir", str(model_dir), "--data", str(data), "--out",
                  str(tmp_path / "eval_bf16"), "--precision", "bfloat16"]) == 0
     assert computed_in == ["bfloat16"]

@@ -1,5 +1,7 @@
 """Tiny networks: contract, numerics of the special ops, XLA, and argument errors."""
 
+import re
+
 import keras
 import numpy as np
 import pytest
@@ -113,6 +115,40 @@ def test_a_call_without_training_is_inference():
     np.testing.assert_array_equal(plain, encoder(photo, training=False)["mean"].numpy())
     encoder(photo, training=True)
     assert any(np.abs(b - a.numpy()).max() > 0 for b, a in zip(stored, vectors, strict=True))
+
+
+def _ancestors(op: tf.Operation) -> set[str]:
+    """Names of the ops ``op`` waits for in its graph (data and control inputs)."""
+    seen, pending = set(), [op]
+    while pending:
+        current = pending.pop()
+        for parent in [tensor.op for tensor in current.inputs] + list(current.control_inputs):
+            if parent.name not in seen:
+                seen.add(parent.name)
+                pending.append(parent)
+    return seen
+
+
+def test_each_label_map_branch_waits_for_its_blocks_input_in_a_graph():
+    # TensorFlow runs an op once its inputs exist: without the wait every SPADE's cast,
+    # resize and shared conv of the label map would run (and be held) at the start.
+    generator = SPADEGenerator(**TINY)
+    graph = tf.function(lambda semantic: generator({"semantic": semantic}, training=False)
+                        ).get_concrete_function(tf.TensorSpec((1, 64, 64, 5))).graph
+    layers = ["fc", "head_0", "G_middle_0", "G_middle_1", "up_0", "up_1", "up_2", "up_3"]
+
+    def layer_of(op_name: str) -> str | None:
+        # "spade_generator_1/up_0_1/norm_0_1/mlp_shared_1/convolution": scopes get suffixes.
+        scope = op_name.split("/")[1] if op_name.count("/") > 1 else ""
+        return next((name for name in layers if re.fullmatch(rf"{name}(_\d+)?", scope)), None)
+
+    shared_convs = [op for op in graph.get_operations()
+                    if op.type == "Conv2D" and "/mlp_shared" in op.name]
+    assert len(shared_convs) == 2 * 7 + 4  # norm_0, norm_1 in 7 blocks; norm_s in 4
+    for conv in shared_convs:
+        block = layer_of(conv.name)
+        waits_for = {layer_of(name) for name in _ancestors(conv)}
+        assert set(layers[:layers.index(block)]) <= waits_for, (conv.name, waits_for)
 
 
 @pytest.mark.parametrize("kwargs, words", [
