@@ -13,12 +13,13 @@ after ``--warmup`` calls:
 - PyTorch float32 under ``torch.inference_mode()``, and bfloat16 under
   ``torch.autocast("cpu", dtype=torch.bfloat16)``; ``torch.set_num_threads(cpu_count)``;
 - Keras float32: the loaded generator in a ``tf.function`` (``function``); the copy of
-  ``spade_tf.fold_for_inference`` (spectral norm folded; what ``spade-synthesize`` and
+  ``spade_tf.load_for_inference`` (spectral norm folded; what ``spade-synthesize`` and
   ``spade-eval generate`` run) in a ``tf.function`` (``folded``); the exported SavedModel's
   ``serving_default``, label ids in and uint8 out, as TF Serving runs it (``export``);
   also, not by default, the eager call and ``tf.function(jit_compile=True)`` (``xla``);
-- Keras bfloat16: the same on ``with_precision(g, "bfloat16")`` (function, eager, XLA),
-  ``fold_for_inference(g, "bfloat16")`` and an export with ``--precision bfloat16``.
+- Keras bfloat16: the same on ``load_model_dir(..., precision="bfloat16")`` (the mixed
+  policy, as ``with_precision`` gives: function, eager, XLA), ``load_for_inference(...,
+  "bfloat16")`` and an export with ``--precision bfloat16``.
 
 The figure is the median of the calls during which other processes left the CPU
 alone (on a shared machine another job taking one of 2 cores can double a call, and
@@ -238,7 +239,6 @@ def _keras_call(work: Path, precision: str, mode: str):
 
     from spade_tf.folding import load_for_inference
     from spade_tf.model_dir import load_model_dir
-    from spade_tf.precision import with_precision
 
     threads = {"tf_intra_op": tf.config.threading.get_intra_op_parallelism_threads()
                or f"default ({os.cpu_count()})",
@@ -249,11 +249,10 @@ def _keras_call(work: Path, precision: str, mode: str):
     if mode == "folded":
         generator = load_for_inference(work / "model", precision).generator
     else:
-        generator = load_model_dir(work / "model", networks=("generator",)).generator
-    if mode != "folded" and precision != "float32":
-        # Keep only the reduced-precision copy in memory, as a server would.
-        generator = with_precision(generator, precision)
-        gc.collect()
+        # Reduced precision: built under the mixed policy as it loads, as with_precision
+        # would make it, without a float32 network beside it.
+        generator = load_model_dir(work / "model", networks=("generator",),
+                                   precision=precision).generator
     inputs = {"semantic": tf.constant(np.load(work / "semantic.npy"))}
     if mode == "eager":
         forward = lambda x: generator(x, training=False)  # noqa: E731

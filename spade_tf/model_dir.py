@@ -160,16 +160,32 @@ def _restore_checkpoint(loaded: dict, path: str) -> None:
 
 
 def load_model_dir(folder: str | os.PathLike, networks: tuple[str, ...] = tuple(NETWORK_FILES),
-                   checkpoint: str | int | None = None) -> ModelDir:
+                   checkpoint: str | int | None = None,
+                   precision: str = "float32") -> ModelDir:
     """Load the config and those of ``networks`` the folder has (the generator is required).
 
     ``checkpoint`` ("latest" or a step) takes the weights from that training checkpoint
     instead of the ``.keras`` files (which are refreshed at each epoch's end).
+    ``precision`` ("bfloat16", "float16") builds the networks under Keras's mixed policy
+    of that type (float32 weights, reduced compute): what
+    :func:`~spade_tf.precision.with_precision` makes of a loaded network, without a
+    float32 copy beside it.
     """
     import spade_tf.layers  # noqa: F401  (registers the custom layers for deserialization)
     import spade_tf.models  # noqa: F401
+    from spade_tf.precision import dtype_policy, network_precision
 
-    folder = Path(folder)
+    with dtype_policy(precision):
+        loaded = _load_model_dir(Path(folder), networks, checkpoint)
+    for network in (loaded.generator, loaded.encoder):
+        if network is not None and network_precision(network) != precision:
+            raise ModelDirError(f"{network.name} in {folder} does not compute in {precision} "
+                                "when loaded under its policy.")
+    return loaded
+
+
+def _load_model_dir(folder: Path, networks: tuple[str, ...],
+                    checkpoint: str | int | None) -> ModelDir:
     if not (folder / CONFIG_FILE).is_file() or not (folder / NETWORK_FILES["generator"]).is_file():
         raise ModelDirError(
             f"{folder} is not a spade-tf model folder: expected {CONFIG_FILE} and "

@@ -652,15 +652,24 @@ def train(config: Config, data_dir: str | os.PathLike, model_dir: str | os.PathL
             shutil.rmtree(_checkpoint_directory(model_dir, strategy, chief), ignore_errors=True)
 
 
-def _restore(latest: str, objects: dict, batches: tf.Variable, trainer: GauGAN) -> None:
+def _restore(latest: str, objects: dict, batches: tf.Variable, trainer: GauGAN,
+             beta_1: float) -> None:
     """Restore the latest checkpoint; one written before the batch counter existed
-    counts the generator optimizer's updates instead."""
+    counts the generator optimizer's updates instead. ``beta_1``: this run's
+    ``train.beta_1``, named when the checkpoint lacks the first moments it needs."""
     with_counter = tf.train.load_checkpoint(latest).has_tensor(BATCHES_KEY)
     checkpoint = tf.train.Checkpoint(**objects, **({"batches": batches} if with_counter else {}))
     try:
         checkpoint.restore(latest).assert_existing_objects_matched()
     except (AssertionError, ValueError, tf.errors.OpError) as error:
         detail = readable_tf_message(str(error)).splitlines()[0][:300]
+        if "_momentum" in detail:
+            # TorchAdam keeps no first moments with beta_1 = 0 (they equal the gradient).
+            raise TrainingError(
+                f"cannot resume from {latest}: it holds no Adam first moments (it was trained "
+                f"with train.beta_1=0, where torch_adam keeps none) and train.beta_1="
+                f"{beta_1} needs them: resume with --set "
+                "train.beta_1=0, or start a new --model-dir.") from None
         raise TrainingError(
             f"cannot resume from {latest}: its contents do not match the networks and "
             f"optimizers of this config ({detail}); use the settings it was trained with, "
@@ -686,7 +695,7 @@ def _run(config: Config, data_dir, model_dir: Path, strategy, chief: bool, probe
     # Every worker restores the chief's latest checkpoint; each saves into its own folder
     # (saving is collective across workers) and only the chief's is kept.
     if latest is not None:
-        _restore(latest, objects, batches, trainer)
+        _restore(latest, objects, batches, trainer, train_config.beta_1)
     elif _start_from_model_folder(model_dir, trainer):
         report(f"starting from the networks in {model_dir}")
     manager = tf.train.CheckpointManager(

@@ -12,7 +12,7 @@ from support.models import calibrated_generator
 from spade_cli.export import main as export_main
 from spade_tf.config import Config, ConfigError, ExportConfig, ModelConfig
 from spade_tf.inference import to_uint8
-from spade_tf.model_dir import ModelDir, save_model_dir
+from spade_tf.model_dir import ModelDir, load_model_dir, save_model_dir
 from spade_tf.models import build_encoder, build_semantic_input
 from spade_tf.precision import PrecisionError, network_precision, with_precision
 
@@ -74,6 +74,20 @@ def test_encoder_copy_matches_float32():
     # bf16 keeps ~3 significant digits; six convolutions leave a few per cent (measured:
     # 3.1% of the largest mean).
     np.testing.assert_allclose(reduced, reference, atol=0.06 * np.abs(reference).max())
+
+
+def test_a_model_folder_loads_under_the_mixed_policy_as_with_precision_makes_it(
+        calibrated, tmp_path):
+    folder = save_model_dir(tmp_path / "model", ModelDir(Config(model=MODEL), calibrated))
+    loaded = load_model_dir(folder, networks=("generator",), precision="bfloat16").generator
+    assert network_precision(loaded) == "bfloat16"
+    assert keras.mixed_precision.dtype_policy().name == "float32"  # restored
+    assert {variable.dtype for variable in loaded.weights} == {"float32"}
+    inputs = {"semantic": _semantic(3)}
+    expected = with_precision(calibrated, "bfloat16")(inputs, training=False).numpy()
+    np.testing.assert_array_equal(loaded(inputs, training=False).numpy(), expected)
+    with pytest.raises(PrecisionError, match="precision must be one of"):
+        load_model_dir(folder, precision="int8")
 
 
 def test_unknown_precision_is_refused(calibrated):

@@ -22,6 +22,7 @@ from spade_tf.training.train import (
     LinearDecay,
     LossBecameNaN,
     StopOnNaN,
+    TrainingError,
     build_trainer,
     check_batch_split,
     train,
@@ -93,6 +94,14 @@ def test_train_writes_the_model_folder_resumes_and_refuses_another_model(records
     # Another model in the same folder is refused.
     with pytest.raises(ConfigError, match="different settings \\(base_filters\\)"):
         train(_config("model.base_filters=4"), records, model_dir, verbose=0)
+    # Its checkpoints hold no Adam first moments (beta_1 = 0): beta_1 = 0.5 is refused in
+    # config terms, and nothing is written.
+    saved_config = (model_dir / "config.yaml").read_text()
+    with pytest.raises(TrainingError, match="holds no Adam first moments .* train.beta_1=0.5 "
+                                            "needs them: resume with --set train.beta_1=0,"):
+        train(_config("train.epochs=3", "train.beta_1=0.5"), records, model_dir, verbose=0)
+    assert tf.train.latest_checkpoint(str(model_dir / "checkpoints")).endswith("ckpt-6")
+    assert (model_dir / "config.yaml").read_text() == saved_config
 
 
 def test_resumed_data_position_matches_an_uninterrupted_stream(records):
