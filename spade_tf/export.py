@@ -28,6 +28,7 @@ from spade_tf.errors import SpadeError, readable_tf_message
 from spade_tf.folding import load_for_inference
 from spade_tf.inference import photo_to_unit, style_latent, to_uint8
 from spade_tf.layers.semantic import semantic_one_hot
+from spade_tf.precision import network_precision
 
 
 class ExportError(SpadeError, ValueError):
@@ -389,7 +390,7 @@ def export_model(model_dir: str | os.PathLike, export_base: str | os.PathLike,
     loaded = load_for_inference(model_dir, precision, checkpoint=checkpoint)
     model_config = loaded.config.model
     export_config = loaded.config.export
-    precision = precision or export_config.precision
+    precision = network_precision(loaded.generator)  # the one asked for, or the config's
     if loaded.generator.semantic_channels != model_config.semantic_channels:
         raise ExportError(
             f"{model_dir}: the generator takes {loaded.generator.semantic_channels} semantic "

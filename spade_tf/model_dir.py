@@ -173,14 +173,13 @@ def load_model_dir(folder: str | os.PathLike, networks: tuple[str, ...] = tuple(
     """
     import spade_tf.layers  # noqa: F401  (registers the custom layers for deserialization)
     import spade_tf.models  # noqa: F401
-    from spade_tf.precision import dtype_policy, network_precision
+    from spade_tf.precision import dtype_policy, require_precision
 
     with dtype_policy(precision):
         loaded = _load_model_dir(Path(folder), networks, checkpoint)
     for network in (loaded.generator, loaded.encoder):
-        if network is not None and network_precision(network) != precision:
-            raise ModelDirError(f"{network.name} in {folder} does not compute in {precision} "
-                                "when loaded under its policy.")
+        if network is not None:
+            require_precision(network, precision, "loaded")
     return loaded
 
 

@@ -63,12 +63,18 @@ def with_precision(network: keras.Model, precision: str) -> keras.Model:
         return network
     with dtype_policy(precision):
         copy = network.__class__.from_config(network.get_config())
-    if network_precision(copy) != precision:
+    require_precision(copy, precision, "rebuilt from its config")
+    copy.set_weights(network.get_weights())
+    return copy
+
+
+def require_precision(network: keras.Model, precision: str, how: str) -> None:
+    """Refuse ``network`` unless it computes at ``precision`` after being ``how`` ("rebuilt
+    from its config", "loaded") under that precision's mixed policy."""
+    if network_precision(network) != precision:
         # Plain functional models store each layer's dtype in their config, which wins
         # over the policy; this package's networks build their layers from arguments.
         raise PrecisionError(
-            f"{network.__class__.__name__} does not follow the dtype policy when rebuilt from "
-            f"its config (its layers keep their saved dtypes); build it under "
+            f"{network.__class__.__name__} does not follow the dtype policy when {how} "
+            f"(its layers keep their saved dtypes); build it under "
             f"keras.mixed_precision.set_global_policy({policy_name(precision)!r}) instead.")
-    copy.set_weights(network.get_weights())
-    return copy
