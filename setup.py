@@ -34,6 +34,14 @@ setup(
         # Training logs (tf.summary needs it; tensorflow does not pull it in).
         "tensorboard>=2.20",
         "grpcio>=1.60",
+        # The REST port's HTTP server (asyncio + h11). Its h11 protocol class is extended
+        # (serving/rest/protocol.py), so the range is the one tested.
+        "uvicorn>=0.30,<0.56",
+        "h11>=0.14",
+        # Integer outputs (images) written as REST JSON in C.
+        "orjson>=3.9",
+        # TF Serving's Prometheus metrics (--monitoring-config-file).
+        "prometheus_client>=0.20",
         "grpcio-health-checking>=1.60",
         "numpy>=1.26",
         "Pillow>=10.0",

@@ -1,13 +1,14 @@
 """Every benchmark in turn, each in its own process, then one summary of the figures.
 
 Runs generator_vs_torch (at 256x256 and 512x512), training_step (ours and PyTorch's),
-input_pipeline and serving_latency (the paper's full-size network over gRPC and REST, in
-float32 and bfloat16); their full tables are printed as they finish. Then a summary: the
-machine (CPU name, cores, bf16/AMX features), our time over PyTorch's for inference
-(float32 and bfloat16; in-process and exported) and training steps, peak memory beside each
-time, and the interactive latencies. About 16 minutes on a quiet 2-core machine (longer
-when other jobs share the CPU: the timed scripts wait up to a minute per row for quiet);
-``--quick`` (smaller images, fewer repeats) takes about 7.
+input_pipeline, serving_latency (the paper's full-size network over gRPC and REST, in
+float32 and bfloat16) and serving_load (spade-serve under 1 to 256 concurrent clients);
+their full tables are printed as they finish. Then a summary: the machine (CPU name,
+cores, bf16/AMX features), our time over PyTorch's for inference (float32 and bfloat16;
+in-process and exported) and training steps, peak memory beside each time, the
+interactive latencies and the load figures. About 19 minutes on a quiet 2-core machine
+(longer when other jobs share the CPU: the timed scripts wait up to a minute per row for
+quiet); ``--quick`` (smaller images, fewer repeats) takes about 7.
 
     python benchmarks/run_all.py [--quick] [--only generator_256 training_step]
                                  [--json OUT]
@@ -58,6 +59,7 @@ BENCHMARKS = {
                                              "--warmup", "2"],
                          ["--precision", "bfloat16", "--iterations", "4", "--warmup", "1",
                           "--batches", "1"]),
+    "serving_load": ("serving_load", [], ["--quick"]),
 }
 
 
@@ -147,8 +149,26 @@ def _serving_rows(figures: dict) -> list[tuple]:
     return rows
 
 
+def _load_rows(figures: dict) -> list[tuple]:
+    by = {(row["batching"], row["transport"], row["clients"]): row for row in figures["load"]}
+    rows = []
+    for (batching, transport, clients), row in by.items():
+        if clients in (64, 256):
+            rows.append(("serving load (demo model)",
+                         f"{transport}, {clients} clients, batching {batching}",
+                         f"{row['requests_per_s']:.1f}", "requests/s",
+                         f"{row['failed']} of {row['requests']} failed; p99 "
+                         f"{row['p99_ms']} ms"))
+    slow = figures["slow_clients"]
+    rows.append(("serving load (demo model)", "status GET behind 16 slow uploads + 300 idle",
+                 f"{slow['status_get_ms']:.1f}", "ms",
+                 f"prediction {slow['prediction_ms']:.1f} ms"))
+    return rows
+
+
 SUMMARIES = {"generator_vs_torch": _generator_rows, "training_step": _training_rows,
-             "input_pipeline": _input_rows, "serving_latency": _serving_rows}
+             "input_pipeline": _input_rows, "serving_latency": _serving_rows,
+             "serving_load": _load_rows}
 
 
 def print_summary(info: dict, seconds: dict, figures: dict, failures: dict,

@@ -30,15 +30,16 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
     get_model_status_pb2,
-    model_pb2,
     model_service_pb2_grpc,
     predict_pb2,
     prediction_service_pb2_grpc,
 )
 
 from serving.layout import ServerStartError, check_model_base_path
-from serving.model_manager import ModelManager, RequestError, ServableVersion
-from serving.rest import DEFAULT_MAX_BODY_BYTES, RestServer, RestServerError
+from serving.metrics import MonitoringConfig, ServingMetrics, observed
+from serving.model_manager import LabelError, RequestError, ServableVersion, ServingHooks
+from serving.registry import ModelRegistry
+from serving.rest import DEFAULT_MAX_BODY_BYTES, RestApi, RestServer, RestServerError
 from spade_tf import signatures as sig
 from spade_tf.errors import strip_tf_internals
 
@@ -79,11 +80,19 @@ def _fill_model_spec(spec, servable: ServableVersion, signature_name: str | None
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
     """Predict and GetModelMetadata; the other methods stay UNIMPLEMENTED."""
 
-    def __init__(self, manager: ModelManager):
+    def __init__(self, manager: ModelRegistry, metrics=None):
         self._manager = manager
+        self._metrics = metrics
 
     def Predict(self, request: predict_pb2.PredictRequest,  # noqa: N802 (gRPC's name)
                 context: grpc.ServicerContext) -> predict_pb2.PredictResponse:
+        spec = request.model_spec
+        with observed(self._metrics, spec.name, spec.signature_name or sig.DEFAULT_SIGNATURE,
+                      "GRPC", context):
+            return self._predict(request, context)
+
+    def _predict(self, request: predict_pb2.PredictRequest,
+                 context: grpc.ServicerContext) -> predict_pb2.PredictResponse:
         def handle() -> predict_pb2.PredictResponse:
             # Holding this reference keeps the version alive across a concurrent swap.
             servable = self._manager.servable(request.model_spec)
@@ -121,7 +130,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
 class ModelStatusServicer(model_service_pb2_grpc.ModelServiceServicer):
     """GetModelStatus; HandleReloadConfigRequest stays UNIMPLEMENTED (one model, from flags)."""
 
-    def __init__(self, manager: ModelManager):
+    def __init__(self, manager: ModelRegistry):
         self._manager = manager
 
     def GetModelStatus(self, request: get_model_status_pb2.GetModelStatusRequest,  # noqa: N802
@@ -145,49 +154,87 @@ def _bind_address(host: str, port: int) -> str:
 
 
 class SpadeServer:
-    """One model, served over gRPC; new versions on disk are picked up while serving.
+    """Models served over gRPC (and REST); new versions on disk are picked up while serving.
 
     Args:
         model_base_path: the folder holding the integer version folders
-            (``<export_base>/<model_name>``).
+            (``<export_base>/<model_name>``); None with ``model_config``.
         model_name: the name requests must use in ``model_spec.name``.
         port: the port to listen on; 0 picks a free one (``start`` returns it).
         host: the interface; loopback unless another one is asked for.
         poll_seconds: how often to look for new versions (0: never).
-        workers: requests served at once (a thread pool).
+        workers: requests served at once, per API (gRPC threads; REST predictions).
         max_message_bytes: gRPC send and receive limit, and the largest input accepted.
         rest_port: TF Serving's REST API on this port too (0 picks a free one; None: off),
             with the painter page (``static_dir``) at ``/``.
         cors_origin: an origin allowed to call the REST API from another site's page.
         max_body_bytes: the largest REST request body, refused before it is read.
+        model_config: TF Serving's ``models.config`` (a path, or the entries of
+            :func:`serving.model_config.load_model_config`) instead of one base path:
+            several models, version policies and labels.
+        batching: TF Serving's batching parameters
+            (:func:`serving.batching.load_batching_parameters`), or None: no batching.
+        monitoring: TF Serving's monitoring config
+            (:func:`serving.metrics.load_monitoring_config`): Prometheus metrics on the
+            REST port when it enables them.
+        rest_max_queued, rest_body_timeout: see :class:`serving.rest.RestServer`.
     """
 
-    def __init__(self, model_base_path: str | os.PathLike, model_name: str = "spade",
+    def __init__(self, model_base_path: str | os.PathLike | None = None,
+                 model_name: str = "spade",
                  port: int = sig.DEFAULT_GRPC_PORT, host: str = sig.DEFAULT_HOST,
                  poll_seconds: float = 2.0,
                  workers: int = DEFAULT_WORKERS,
                  max_message_bytes: int = sig.MAX_MESSAGE_BYTES,
                  rest_port: int | None = None, static_dir: str | os.PathLike | None = PAINTER,
                  cors_origin: str | None = None,
-                 max_body_bytes: int = DEFAULT_MAX_BODY_BYTES):
+                 max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+                 model_config=None, batching=None, monitoring: MonitoringConfig | None = None,
+                 rest_max_queued: int = sig.REST_MAX_QUEUED,
+                 rest_body_timeout: float = sig.REST_BODY_TIMEOUT_SECONDS):
         if workers < 1:
             raise ValueError(f"workers={workers}: expected at least 1")
-        self.model_base_path = Path(model_base_path)
-        self.model_name = model_name
+        if (model_base_path is None) == (model_config is None):
+            raise ValueError("give model_base_path or model_config (not both)")
+        self.model_base_path = Path(model_base_path) if model_base_path is not None else None
         self.host = host
         self.port = port
         self.workers = workers
         self.max_message_bytes = max_message_bytes
         self.health = health.HealthServicer()
-        self.manager = ModelManager(self.model_base_path, model_name, poll_seconds,
-                                    max_input_bytes=max_message_bytes,
-                                    on_change=self._version_changed)
+        self.metrics = ServingMetrics() if monitoring is not None \
+            and monitoring.prometheus_enabled else None
+        hooks = ServingHooks(batching=batching, metrics=self.metrics)
+        if model_config is None:
+            self.registry = ModelRegistry.single(self.model_base_path, model_name, poll_seconds,
+                                                 max_message_bytes, self._version_changed,
+                                                 hooks=hooks)
+        elif isinstance(model_config, str | os.PathLike):
+            self.registry = ModelRegistry.from_config(model_config, poll_seconds,
+                                                      max_message_bytes, self._version_changed,
+                                                      hooks=hooks)
+        else:
+            self.registry = ModelRegistry.from_entries(model_config, poll_seconds,
+                                                       max_message_bytes,
+                                                       self._version_changed, hooks=hooks)
+        self.model_name = self.registry.model_names[0]
+        # The first model's manager, for code (and tests) written for one model.
+        self.manager = self.registry.manager(self.model_name)
         self._server: grpc.Server | None = None
         self._stopped = threading.Event()
         # TF Serving's REST API (and the painter page at /) beside gRPC; None: off.
-        self.rest = None if rest_port is None else RestServer(
-            self.manager, host=host, port=rest_port, max_body_bytes=max_body_bytes,
-            static_dir=static_dir, cors_origin=cors_origin, workers=workers)
+        self.rest = None
+        if rest_port is not None:
+            metrics = self.metrics
+            self.rest = RestServer(
+                self.registry, host=host, port=rest_port, max_body_bytes=max_body_bytes,
+                static_dir=static_dir, cors_origin=cors_origin, workers=workers,
+                max_queued=rest_max_queued, body_timeout=rest_body_timeout,
+                metrics_path=monitoring.prometheus_path if metrics else None,
+                metrics=metrics.exposition if metrics else None,
+                api=RestApi(self.registry, metrics))
+            if metrics is not None:
+                metrics.rest_queue_depth(lambda: self.rest.app.queued)
 
     @property
     def address(self) -> str:
@@ -206,7 +253,8 @@ class SpadeServer:
         """
         if self._server is not None:
             raise ServerStartError("this server was started already")
-        check_model_base_path(self.model_base_path, self.model_name)
+        for name, manager in self.registry.managers.items():
+            check_model_base_path(manager.base_path, name)
         server = self._build_grpc_server()
         try:
             self.port = server.add_insecure_port(self.address)
@@ -223,25 +271,32 @@ class SpadeServer:
                 raise ServerStartError(str(error)) from None
         for service in ("", PREDICTION_SERVICE, MODEL_SERVICE):
             self.health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
-        self.manager.poll()  # like TF Serving: load first, then answer
-        if self.manager.current is None:
-            states = self.manager.states(model_pb2.ModelSpec(name=self.model_name))
-            failed = {version: state.error for version, state in states.items() if state.error}
+        try:
+            self.registry.poll()  # like TF Serving: load first, then answer
+            failed = self.registry.not_serving()
             if failed:
-                server.stop(None)
-                if self.rest is not None:
-                    self.rest.stop()
-                version = max(failed)
+                name = sorted(failed)[0]
+                version = max(failed[name])
+                which = f"version {version}" if len(self.registry.model_names) == 1 \
+                    else f"version {version} of model {name!r}"
                 raise ServerStartError(
-                    f"could not load version {version}: {failed[version]}; export it again "
+                    f"could not load {which}: {failed[name][version]}; export it again "
                     "(spade-export) or remove it.")
-            log.warning("no version of %s under %s yet; waiting for one", self.model_name,
-                        self.model_base_path)
+        except (ServerStartError, LabelError) as error:
+            server.stop(None)
+            if self.rest is not None:
+                self.rest.stop()
+            self.registry.stop(timeout=0)
+            raise ServerStartError(str(error)) from None
+        for name, manager in self.registry.managers.items():
+            if manager.current is None:
+                log.warning("no version of %s under %s yet; waiting for one", name,
+                            manager.base_path)
         server.start()
         if self.rest is not None:
             self.rest.start()
         self._server = server
-        self.manager.start_polling()
+        self.registry.start_polling()
         current = self.manager.current
         log.info("serving model %r (version %s) on %s", self.model_name,
                  current.version if current else "none yet", self.address)
@@ -257,9 +312,9 @@ class SpadeServer:
                                                         thread_name_prefix="spade-serve"),
                              options=options)
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-            PredictionServicer(self.manager), server)
+            PredictionServicer(self.registry, self.metrics), server)
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(
-            ModelStatusServicer(self.manager), server)
+            ModelStatusServicer(self.registry), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         return server
 
@@ -272,7 +327,7 @@ class SpadeServer:
         if self.rest is not None:
             self.rest.stop(timeout=grace or 1.0)  # bounded; in-flight requests finish
         # Waits for a load in progress (bounded); one finishing later is not swapped in.
-        self.manager.stop(timeout=POLL_STOP_SECONDS)
+        self.registry.stop(timeout=POLL_STOP_SECONDS)
         if self._server is None:
             self._stopped.set()
             return self._stopped

@@ -63,6 +63,10 @@ LOG_VARIANCE = "log_variance"
 DEFAULT_GRPC_PORT = 8500
 DEFAULT_REST_PORT = 8501
 DEFAULT_HOST = "127.0.0.1"
+# REST: seconds a request body may take to arrive (TF Serving's --rest_api_timeout_in_ms
+# default), and predictions that may wait for a worker before the answer is UNAVAILABLE.
+REST_BODY_TIMEOUT_SECONDS = 30.0
+REST_MAX_QUEUED = 512
 # gRPC send/receive limit on both sides and the largest input accepted (Python's default
 # receive limit, 4 MiB, is smaller than one 1024x1024 request).
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024

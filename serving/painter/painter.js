@@ -1,6 +1,7 @@
 // The painter: paint class ids, get a photo back from the model's synthesize_png
-// signatures. Page options: ?model=NAME (default "spade") and ?api=/prefix (the path or URL
-// in front of /v1/... when a reverse proxy serves TF Serving elsewhere).
+// signatures. Page options: ?model=NAME (default: the model the serving spade-serve names at
+// painter/models.json, else "spade") and ?api=/prefix (the path or URL in front of /v1/...
+// when a reverse proxy serves TF Serving elsewhere).
 //
 // The label map is a Uint16Array of ids (labels.js); the canvas only ever shows it, through
 // putImageData in the classes' colours. A read-only hook for tests and scripts:
@@ -26,8 +27,23 @@ const PREFERRED_FIRST = ["grass", "road", "tree", "sea", "mountain"];
 const PLACEHOLDER_NAMES = /^(unlabeled|unlabelled|other|background|void)$/i;
 
 const params = new URLSearchParams(window.location.search);
-const modelName = params.get("model") || "spade";
+const DEFAULT_MODEL = "spade"; // TF Serving's deploy files name it so
+// spade-serve lists its models here (TF Serving has no such list: then the default).
+const MODELS_URL = new URL("painter/models.json", window.location.href);
+let modelName = params.get("model") || "";
 const api = new ServingApi(params.get("api") || "", modelName);
+
+/** The first model the server that served this page serves, or DEFAULT_MODEL. */
+async function servedModel() {
+  try {
+    const answer = await fetch(MODELS_URL, { cache: "no-store" });
+    const models = answer.ok ? (await answer.json()).models : null;
+    if (Array.isArray(models) && typeof models[0] === "string") return models[0];
+  } catch (error) {
+    // not spade-serve (a static copy in front of TF Serving): the default name
+  }
+  return DEFAULT_MODEL;
+}
 
 const $ = (id) => document.getElementById(id);
 const el = {
@@ -719,6 +735,8 @@ function checkInfo(info) {
 }
 
 async function start() {
+  if (!modelName) modelName = await servedModel();
+  api.model = modelName;
   const where = api.base || window.location.origin;
   el.status.textContent = `Connecting to ${modelName}…`;
   let version;

@@ -613,3 +613,23 @@ def test_missing_model_and_wrong_api_are_shown(driver, rest):
     page = Page(driver, rest, f"?model={MODEL}&api=/not-the-proxy")
     page.wait(lambda: "error" in page.message(), "the error about the wrong API base")
     assert "/not-the-proxy/v1/models/spade" in page.message() or "HTTP 404" in page.message()
+
+
+def test_the_page_at_root_paints_with_the_served_model_whatever_its_name(driver, rest):
+    """No ?model=: the page asks the server which model it serves (here "coco")."""
+    manager = ModelManager(rest.manager.base_path, "coco", poll_seconds=0)
+    manager.poll()
+    server = RestServer(manager, port=0, static_dir=PAINTER_DIR)
+    server.start()
+    try:
+        page = Page(driver, server)
+        page.ready()
+        assert page.element("#model-status").text.startswith("coco · version "), \
+            page.element("#model-status").text
+        assert "error" not in page.message()
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=HTTP_TIMEOUT)
+        connection.request("GET", "/painter/models.json")
+        assert json.loads(connection.getresponse().read()) == {"models": ["coco"]}
+        connection.close()
+    finally:
+        assert server.stop(timeout=10)
