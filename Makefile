@@ -4,7 +4,10 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# What the demo runs (the package and its runtime needs), and what the tests need on top
+# (PyTorch for the parity tests and the converter, pytest, ruff, selenium).
 STAMP := $(VENV)/.installed
+DEMO_STAMP := $(VENV)/.installed-runtime
 # The CPU build of PyTorch for the optional checkpoint converter and its parity tests.
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
@@ -15,9 +18,13 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 setup: $(STAMP)
 
-$(STAMP): setup.py
+$(DEMO_STAMP): setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	touch $(DEMO_STAMP)
+
+$(STAMP): $(DEMO_STAMP)
 	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
 	$(BIN)/python -m pip install --quiet -e ".[test,convert]"
 	touch $(STAMP)
@@ -39,12 +46,12 @@ test: export SPADE_TF_REQUIRE_TORCH = 1
 test: lint browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-demo: $(STAMP)
+demo: $(DEMO_STAMP)
 	$(BIN)/python scripts/demo.py --out demo_output
 
 # Paint with the demo's model in a browser (after `make demo`): http://127.0.0.1:8501/
 PAINT_PORT ?= 8501
-paint: $(STAMP)
+paint: $(DEMO_STAMP)
 	$(BIN)/spade-serve --model-base-path demo_output/exports/spade --port 0 \
 	  --rest-port $(PAINT_PORT)
 

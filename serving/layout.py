@@ -59,6 +59,13 @@ def check_model_base_path(path: str | os.PathLike, model_name: str = "spade") ->
                                f"{SAVED_MODEL_FILE}), not the folder of its versions: {hint}.")
     if version_folders(path):
         return
+    inside = next((parent for parent in path.resolve().parents
+                   if (parent / SAVED_MODEL_FILE).is_file()), None)
+    if inside is not None:  # e.g. exports/spade/1/variables: a folder inside one version
+        base = inside.parent if VERSION_NAME.fullmatch(inside.name) else inside
+        raise ServerStartError(f"model base path {path} is a folder inside the SavedModel "
+                               f"{inside}, not the folder of its versions: give "
+                               f"--model-base-path {base}.")
     models = sorted(entry.name for entry in path.iterdir()
                     if entry.is_dir() and version_folders(entry))
     if models:

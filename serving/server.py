@@ -298,7 +298,7 @@ class SpadeServer:
         self._server = server
         self.registry.start_polling()
         current = self.manager.current
-        log.info("serving model %r (version %s) on %s", self.model_name,
+        log.debug("serving model %r (version %s) on %s", self.model_name,
                  current.version if current else "none yet", self.address)
         return self.port
 

@@ -2,22 +2,40 @@
 
 - A :class:`~spade_tf.errors.SpadeError` (bad input, settings or files) prints
   ``PROG: error: MESSAGE`` on one line and exits with its status (2), no traceback.
-- Ctrl-C (KeyboardInterrupt) prints ``PROG: interrupted`` and exits with 130.
+- Ctrl-C (KeyboardInterrupt) prints ``PROG: interrupted`` and exits with 130, at any
+  moment after this module is imported: in a command's own process, importing it holds
+  SIGINT until :func:`run` can answer it, so a Ctrl-C during start-up is not a traceback.
 - Anything else is a bug: its traceback is printed as usual.
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
+import os
 import sys
 from collections.abc import Callable
 
-from spade_cli.quiet import VERBOSE_ENV, quiet_tensorflow
+from spade_cli.quiet import VERBOSE_ENV, hold_sigint, quiet_tensorflow, release_sigint
 from spade_tf.errors import SpadeError
 
 VERBOSE_NOTE = f"TensorFlow's own log lines are hidden; {VERBOSE_ENV}=1 shows them."
 
 Command = Callable[[argparse.Namespace], "int | None"]
+
+
+def _started_as_a_command() -> bool:
+    """Whether this process is a console script (``spade-train``) or ``python -m
+    spade_cli.train``; not a program (or a test) that imports this module."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if spec is not None:
+        return spec.name.startswith("spade_cli.")
+    return os.path.basename(sys.argv[0] if sys.argv else "").startswith("spade-")
+
+
+# Held until run() is inside its try: a Ctrl-C while the command's modules import
+# would otherwise end in a traceback.  Others who import this module keep their Ctrl-C.
+_START_UP_HOLD = hold_sigint() if _started_as_a_command() else None
 
 
 class UsageError(SpadeError):
@@ -40,6 +58,7 @@ def run(parser: argparse.ArgumentParser, command: Command, argv: list[str] | Non
     args = parser.parse_args(argv)
     name = command_name(parser, args)
     try:
+        release_sigint(_START_UP_HOLD)  # a Ctrl-C pressed during start-up surfaces here
         quiet_tensorflow(import_tensorflow=uses_tensorflow(args))
         status = command(args)
     except SpadeError as error:
@@ -52,8 +71,31 @@ def run(parser: argparse.ArgumentParser, command: Command, argv: list[str] | Non
     return 0 if status is None else status
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, naming an unknown option (and the one meant) before anything else: a typo
+    such as ``--model_dir`` would otherwise read "the following arguments are required"."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        tokens = sys.argv[1:] if args is None else list(args)
+        if self._subparsers is None:  # a subcommand's parser checks its own options
+            self._refuse_unknown_options(tokens)
+        return super().parse_known_args(args, namespace)
+
+    def _refuse_unknown_options(self, tokens: list[str]) -> None:
+        known = [option for option in self._option_string_actions if option.startswith("--")]
+        for token in tokens:
+            if token == "--":
+                return
+            name = token.split("=", 1)[0]
+            if not name.startswith("--") or any(option.startswith(name) for option in known):
+                continue  # a value, or a known option (argparse takes unique prefixes)
+            close = difflib.get_close_matches(name.replace("_", "-"), known, n=1, cutoff=0.6)
+            hint = f": did you mean {close[0]}?" if close else f" (see {self.prog} --help)"
+            self.error(f"unrecognized option {name}{hint}")
+
+
 def new_parser(prog: str, description: str, epilog: str = "") -> argparse.ArgumentParser:
     """A parser whose epilog (the examples) keeps its line breaks."""
     epilog = f"{epilog}\n{VERBOSE_NOTE}" if epilog else VERBOSE_NOTE
-    return argparse.ArgumentParser(prog=prog, description=description, epilog=epilog,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    return _Parser(prog=prog, description=description, epilog=epilog,
+                   formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -122,14 +122,32 @@ def _write_json(path: str | None, command: str, values: dict) -> None:
                              ) from None
 
 
+def _kid_line(result) -> str:
+    """KID as mean ± std over the subsets; one subset has no spread, so no ± (and why)."""
+    size = result.kid_subset_size
+    if result.kid_std is not None:
+        return (f"KID  {result.kid_mean:.6f} ± {result.kid_std:.6f}  "
+                f"({result.kid_num_subsets} subsets of {size})")
+    why = ""
+    if result.num_real == result.num_generated == size:
+        why = (f": both folders hold {size} images, so every subset is all of them and there "
+               "is no spread; more images give one")
+    return f"KID  {result.kid_mean:.6f}  (1 subset of {size}{why})"
+
+
 def _run_fid(args, progress) -> None:
     from spade_tf.evaluation.evaluate import evaluate_fid
 
+    # Checked here: the library would only refuse after reading every image.
+    if args.kid_subsets < 1:
+        raise UsageError(f"--kid-subsets {args.kid_subsets}: expected at least 1 subset.")
+    if args.kid_subset_size < 2:
+        raise UsageError(f"--kid-subset-size {args.kid_subset_size}: expected at least 2 "
+                         "(KID compares pairs of images within a subset).")
     result = evaluate_fid(args.real, args.generated, args.inception, args.batch_size,
                           args.kid_subsets, args.kid_subset_size, args.seed, progress)
     print(f"FID  {result.fid:.4f}")
-    print(f"KID  {result.kid_mean:.6f} ± {result.kid_std:.6f}  ({result.kid_num_subsets} subsets "
-          f"of {result.kid_subset_size})")
+    print(_kid_line(result))
     print(f"images: {result.num_real} real, {result.num_generated} generated; "
           f"{result.inception_kind} Inception {result.inception} ({result.feature_dim} features)")
     if result.num_real != result.num_generated:

@@ -30,7 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"{PRECISION_HELP} (default: export.precision, float32)")
     parser.add_argument("--checkpoint", metavar="latest|STEP",
                         help="export a training checkpoint of --model-dir/checkpoints instead "
-                             "of the last finished epoch's networks")
+                             "of the last finished epoch's networks (the networks are built "
+                             "from config.yaml: no .keras file is read)")
     parser.add_argument("--no-warmup", action="store_true",
                         help="do not write assets.extra/tf_serving_warmup_requests")
     return parser

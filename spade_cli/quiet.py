@@ -23,7 +23,9 @@ What it does in quiet mode (the default):
    initialisers of TF's shared libraries while they are loaded, before any log
    level applies, so no environment variable reaches them.  The filter is a
    separate process, so if the import crashes hard (abort, segfault) it still
-   forwards everything that was written, crash message included.
+   forwards everything that was written, crash message included.  It ignores
+   Ctrl-C (SIGINT reaches the whole process group): the command answers it with one
+   line, and the filter ends when fd 2 is restored or the command dies.
 
 Verbose mode (``verbose=True`` or ``SPADE_TF_VERBOSE=1``) changes nothing: TF's own
 variables (``TF_CPP_MIN_LOG_LEVEL``, ``TF_CPP_VMODULE``, ``GRPC_VERBOSITY`` ...)
@@ -37,6 +39,7 @@ import importlib
 import logging
 import os
 import re
+import signal
 import subprocess
 import sys
 import warnings
@@ -69,9 +72,12 @@ NOISE = re.compile("|".join(f"(?:{p})" for p in NOISE_PATTERNS))
 NOISY_MODULES = r"^(tensorflow|keras|tf_keras|absl|tensorboard|google\.protobuf)(\.|$)"
 
 # The filter process: copies stdin to stdout line by line, dropping NOISE lines.
-# Runs with -I -S so it starts in ~20 ms and ignores PYTHON* variables.
+# Runs with -I -S so it starts in ~20 ms and ignores PYTHON* variables.  It starts with
+# SIGINT blocked (hold_sigint) and then ignores it: a Ctrl-C is the command's to answer,
+# and a KeyboardInterrupt here would print a traceback and drop the command's stderr.
 _FILTER_SOURCE = r"""
-import os, re, sys
+import os, re, signal, sys
+signal.signal(signal.SIGINT, signal.SIG_IGN)
 def put(data):
     while data:
         try:
@@ -130,6 +136,47 @@ def _quiet_python() -> None:
     warnings.filterwarnings("ignore", module=NOISY_MODULES)
 
 
+def hold_sigint() -> set[signal.Signals] | None:
+    """Block SIGINT in this thread; returns what :func:`release_sigint` needs.  A Ctrl-C
+    that arrives meanwhile waits, and processes started meanwhile inherit the block."""
+    try:
+        return signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    except (AttributeError, OSError, ValueError):  # no pthread_sigmask (Windows)
+        return None
+
+
+def release_sigint(held: set[signal.Signals] | None) -> None:
+    """Undo :func:`hold_sigint`; a Ctrl-C that waited is raised now (KeyboardInterrupt)."""
+    if held is not None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+
+
+def _start_filter(noise: re.Pattern[str]) -> tuple[int, subprocess.Popen] | None:
+    """Point fd 2 at a new filter process; (the saved fd 2, the filter), or None if
+    something needed is missing (nothing changed then)."""
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr at all: nothing to filter
+        return None
+    try:
+        read_end, write_end = os.pipe()
+    except OSError:
+        os.close(saved)
+        return None
+    try:
+        child = subprocess.Popen(
+            [sys.executable, "-I", "-S", "-c", _FILTER_SOURCE, noise.pattern],
+            stdin=read_end, stdout=saved, stderr=saved, close_fds=True)
+    except (OSError, ValueError):
+        for fd in (read_end, write_end, saved):
+            os.close(fd)
+        return None
+    os.close(read_end)
+    os.dup2(write_end, 2)
+    os.close(write_end)  # fd 2 is now the only write end: EOF reaches the child on restore
+    return saved, child
+
+
 @contextlib.contextmanager
 def filtered_stderr(noise: re.Pattern[str] = NOISE) -> Iterator[None]:
     """Within the block, lines written to fd 2 (by C, C++ or Python) that match
@@ -139,34 +186,24 @@ def filtered_stderr(noise: re.Pattern[str] = NOISE) -> Iterator[None]:
     block's caller continues, so ordering with later stderr output is kept.  If the
     process dies inside the block, the filter still forwards what it received.
     If anything needed is missing (no fd 2, no interpreter path), the block runs
-    unfiltered.
+    unfiltered.  Ctrl-C raises KeyboardInterrupt here as anywhere (never half-way
+    through the set-up); the filter ignores it.
     """
     with contextlib.suppress(Exception):
         sys.stderr.flush()
+    held = hold_sigint()  # the filter starts with SIGINT blocked, and fd 2 moves whole
     try:
-        saved = os.dup(2)
-    except OSError:  # no stderr at all: nothing to filter
+        started = _start_filter(noise)
+    except BaseException:
+        release_sigint(held)
+        raise
+    if started is None:
+        release_sigint(held)
         yield
         return
+    saved, child = started
     try:
-        read_end, write_end = os.pipe()
-    except OSError:
-        os.close(saved)
-        yield
-        return
-    try:
-        child = subprocess.Popen(
-            [sys.executable, "-I", "-S", "-c", _FILTER_SOURCE, noise.pattern],
-            stdin=read_end, stdout=saved, stderr=saved, close_fds=True)
-    except (OSError, ValueError):
-        for fd in (read_end, write_end, saved):
-            os.close(fd)
-        yield
-        return
-    os.close(read_end)
-    os.dup2(write_end, 2)
-    os.close(write_end)  # fd 2 is now the only write end: EOF reaches the child on restore
-    try:
+        release_sigint(held)  # a Ctrl-C pressed during the set-up surfaces here
         yield
     finally:
         with contextlib.suppress(Exception):

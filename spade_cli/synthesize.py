@@ -24,6 +24,11 @@ EXAMPLES = """examples:
 Label and instance maps are single-channel PNGs of class ids (8- or 16-bit grayscale, or
 palette), the ids of the model's dataset; outputs keep the maps' relative names."""
 PROGRESS_SECONDS = 2.0
+# Marks on the contact sheet (a PNG text chunk) and the index page (a meta tag): files
+# this tool wrote may be rewritten, anybody else's are refused unless --overwrite.
+TOOL = "spade-synthesize"
+PAGE_MARK = f'<meta name="generator" content="{TOOL}">'
+PAGE_ROW_HEIGHT = 256  # pixels; each picture as wide as its own aspect ratio makes it
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,7 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--html", action="store_true",
                         help="also write OUT/index.html (label map and image side by side)")
     parser.add_argument("--overwrite", action="store_true",
-                        help="replace existing images in --out (kept by default)")
+                        help="replace existing files: images in a --out folder (kept by "
+                             "default), a --out image file, and a --grid or index.html "
+                             "spade-synthesize did not write (refused by default)")
     parser.add_argument("--skip-bad", action="store_true",
                         help="skip unusable maps (listed at the end) instead of stopping")
     parser.add_argument("--allow-lossy", action="store_true",
@@ -102,6 +109,13 @@ def _served_error(error, args: argparse.Namespace) -> UsageError:
     import grpc
 
     code, text = error.code, str(error)
+    if code == grpc.StatusCode.UNAVAILABLE and any(
+            sign in text for sign in ("http1.x server", "Failed parsing HTTP/2")):
+        # What gRPC core says when an HTTP/1.1 server answers its HTTP/2 preface.
+        return UsageError(f"{args.server} answers HTTP/1.1, not gRPC: it looks like a REST port "
+                          f"(spade-serve --rest-port, TF Serving's {sig.DEFAULT_REST_PORT}); give "
+                          f"--server the gRPC port (spade-serve --port, TF Serving's "
+                          f"{sig.DEFAULT_GRPC_PORT}).")
     if code == grpc.StatusCode.UNAVAILABLE:
         return UsageError(f"no server answers at {args.server} ({text}); start one (spade-serve "
                           "--model-base-path exports/spade) or check --server.")
@@ -178,6 +192,49 @@ def _check_arguments(args: argparse.Namespace) -> None:
             if not parent.is_dir():
                 raise UsageError(f"--out {out}: {parent} is a file, not a folder.")
             break
+    _check_replacements(args, Path(args.labels).is_file())
+
+
+def _made_here(path: Path) -> bool:
+    """Whether ``path`` is a contact sheet or an index page this tool wrote (its mark)."""
+    try:
+        if path.suffix.lower() == ".html":
+            with open(path, encoding="utf-8", errors="replace") as page:
+                return PAGE_MARK in page.read(4096)
+        from PIL import Image
+
+        with Image.open(path) as image:
+            return image.info.get("Software") == TOOL
+    except (OSError, ValueError):  # unreadable: not ours
+        return False
+
+
+def _check_replacements(args: argparse.Namespace, single: bool) -> None:
+    """Refuse, before any work, to replace a file nobody asked to replace."""
+    out = Path(args.out)
+    folder = out.parent if single else out
+    pictures = [("--grid", Path(args.grid))] if args.grid else []
+    if args.html:
+        pictures.append(("--html", folder / "index.html"))
+    for option, path in pictures:
+        if path.is_dir():
+            raise UsageError(f"{option}: {path} is a folder; "
+                             + ("name a .png file." if option == "--grid" else
+                                "give another --out."))
+    if single and args.grid and Path(args.grid).resolve() == out.resolve():
+        raise UsageError(f"--grid {args.grid} is --out: give the contact sheet another name.")
+    if args.overwrite:
+        return
+    if single and out.exists():
+        raise UsageError(f"--out {out} exists: add --overwrite to replace it, or name another "
+                         "file.")
+    also = "" if single else f" (--overwrite also replaces the existing images in {out})"
+    for option, path in pictures:
+        if path.exists() and not _made_here(path):
+            where = "name another file" if option == "--grid" else "give another --out"
+            raise UsageError(f"{option}: {path} exists and spade-synthesize did not write it: "
+                             f"move it away or {where}, or add --overwrite to replace "
+                             f"it{also}.")
 
 
 def _backend(args: argparse.Namespace, stack):
@@ -217,32 +274,89 @@ class _Progress:
 
 
 def _pictures(args: argparse.Namespace, summary, classes, out: Path) -> list[str]:
-    """The contact sheet and the index page, when asked; returns what was written."""
-    from spade_tf.synthesis import write_png_atomic
-    from spade_tf.visualize import MAX_SHEET_ROWS, contact_sheet, write_index_html
+    """The contact sheet and the index page, when asked: every map with an image in --out
+    (written now or kept), each map at its own size; returns what was written."""
+    import numpy as np
+    from PIL import Image
 
-    written = [result for result in summary.results if result.status == "written"]
+    from spade_tf.synthesis import SynthesisError, read_maps, write_png_atomic
+    from spade_tf.visualize import MAX_SHEET_ROWS, contact_sheet
+
+    def shown(read_image: bool):
+        """(result, label map in colours, image or its (height, width)) per listed map;
+        a map or a kept image that cannot be read (kept ones were never checked) is left
+        out."""
+        for result in listed:
+            try:
+                labels = classes.colorize(read_maps(result.item, args.allow_lossy)[0])
+                with Image.open(result.output) as file:
+                    picture = np.asarray(file.convert("RGB")) if read_image \
+                        else (file.height, file.width)
+            except (SynthesisError, OSError, ValueError):
+                continue
+            yield result, labels, picture
+
+    listed = [result for result in summary.results if result.status in ("written", "kept")]
     notes = []
-    if args.grid and written:
-        rows = [[classes.colorize(result.labels), result.image]
-                for result in written[:MAX_SHEET_ROWS]]
-        write_png_atomic(Path(args.grid), contact_sheet(rows))
-        more = f", first {MAX_SHEET_ROWS} of {len(written)}" if len(written) > MAX_SHEET_ROWS \
-            else ""
-        notes.append(f"contact sheet {args.grid} (label | image{more})")
-    if args.html and written:
-        files = out / "index_files"
+    if args.grid and listed:
         rows = []
-        for result in written:
-            label_png = files / f"{result.item.name}.label.png"
-            write_png_atomic(label_png, classes.colorize(result.labels))
-            rows.append((result.item.name, [label_png, result.output]))
-        page = write_index_html(out / "index.html", f"spade-synthesize: {out.name}",
-                                ["label map", "image"], rows,
-                                note=f"{len(written)} images; label maps in the model's class "
-                                     "colours.")
+        for _, labels, picture in shown(read_image=True):
+            rows.append([labels, picture])
+            if len(rows) == MAX_SHEET_ROWS:
+                break
+        if rows:
+            write_png_atomic(Path(args.grid), contact_sheet(rows), text={"Software": TOOL})
+            more = f", first {len(rows)} of {len(listed)}" if len(rows) < len(listed) else ""
+            notes.append(f"contact sheet {args.grid} (label | image{more})")
+    if args.html and listed:
+        rows = []
+        for result, labels, size in shown(read_image=False):
+            label_png = out / "index_files" / f"{result.item.name}.label.png"
+            write_png_atomic(label_png, labels)
+            rows.append((result.item.name, [(label_png, labels.shape[:2]),
+                                            (result.output, size)]))
+        kept = summary.count("kept")
+        note = f"{len(rows)} images" + (f" ({kept} kept from before)" if kept else "")
+        page = _write_page(out / "index.html", f"{TOOL}: {out.name}", rows,
+                           note + "; label maps in the model's class colours.")
         notes.append(f"index page {page}")
     return notes
+
+
+def _write_page(page: Path, title: str, rows: list, note: str) -> Path:
+    """An HTML table of (name, [(file, (height, width))]) rows, links relative to the page,
+    each picture shown PAGE_ROW_HEIGHT high at its own aspect ratio; written atomically."""
+    import html
+    import os
+
+    def link(file: Path) -> str:
+        return html.escape(Path(os.path.relpath(file.resolve(), page.parent.resolve()))
+                           .as_posix(), quote=True)
+
+    body = []
+    for name, cells in rows:
+        shown = "".join(
+            f'<td><a href="{link(file)}"><img src="{link(file)}" alt="{html.escape(file.name)}" '
+            f'width="{max(1, round(width * PAGE_ROW_HEIGHT / height))}" '
+            f'height="{PAGE_ROW_HEIGHT}"></a></td>' for file, (height, width) in cells)
+        body.append(f"<tr><td>{html.escape(name)}</td>{shown}</tr>")
+    text = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">{PAGE_MARK}<title>{html.escape(title)}</title>
+<style>body{{font-family:sans-serif;margin:1em}} td,th{{padding:4px;text-align:left;
+vertical-align:top}} img{{image-rendering:pixelated}}</style></head>
+<body><h1>{html.escape(title)}</h1><p>{html.escape(note)}</p>
+<table><tr><th>name</th><th>label map</th><th>image</th></tr>
+{chr(10).join(body)}
+</table></body></html>
+"""
+    staging = page.with_name(f".{page.name}.tmp")
+    try:
+        staging.write_text(text, encoding="utf-8")
+        os.replace(staging, page)
+    except BaseException:
+        staging.unlink(missing_ok=True)
+        raise
+    return page
 
 
 def _size_text(path: Path) -> str:
@@ -275,15 +389,14 @@ def synthesize_command(args: argparse.Namespace) -> int:
         backend = _backend(args, stack)
         info = backend.info
         items = list_map_files(args.labels, args.instances, info.use_instance_edges)
-        if single:  # the named file is replaced: the user named it
+        if single:  # absent, or --overwrite (checked above)
             items = [MapFile(Path(args.out).stem, items[0].label, items[0].instance)]
-        keep = -1 if args.html else (16 if args.grid else 0)
         try:
             summary = synthesize_files(
                 backend, items, out, batch_size=args.batch_size, resize=args.resize,
                 seed=args.seed, style=style, overwrite=args.overwrite or single,
                 skip_bad=args.skip_bad and not single, allow_lossy=args.allow_lossy,
-                keep_arrays=keep, progress=None if single else _Progress())
+                progress=None if single else _Progress())
             notes = _pictures(args, summary, info.classes, out)
         except ServingError as error:
             raise _served_error(error, args) from None

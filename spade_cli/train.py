@@ -12,7 +12,8 @@ EXAMPLES = """examples:
   spade-train --config configs/ade20k.yaml --data tfrecords/ade20k_train --model-dir runs/ade20k
   spade-train --config configs/demo.yaml --data tfrecords/demo --model-dir runs/demo \\
       --cpu-replicas 2 --set train.epochs=3
-Run the same command again to resume from the latest checkpoint in --model-dir;
+Run the same command again to resume from the latest checkpoint in --model-dir (on a
+finished run it rewrites a lost or damaged generator.keras from the last checkpoint);
 Ctrl-C (or SIGTERM) saves a checkpoint at the current step first.
 Several hosts: start the same command on every host with TF_CONFIG describing the
 cluster (see README, "Training")."""
@@ -46,8 +47,18 @@ def build_parser() -> argparse.ArgumentParser:
                         help="split the CPU into N logical devices and mirror over them "
                              "(machines without GPUs)")
     parser.add_argument("--verbose", default="auto", choices=("auto", "0", "1", "2"),
-                        help="Keras progress output (1: bar, 2: a line per epoch)")
+                        help="progress output: 1 a progress bar, 2 one line per epoch, 0 "
+                             "none; auto: the bar on a terminal, else one line per epoch "
+                             "(log files, nohup, cluster jobs)")
     return parser
+
+
+def progress_mode(verbose: str) -> int:
+    """Keras's ``verbose`` for ``--verbose``: "auto" draws the bar only on a terminal (its
+    carriage returns and colour codes would fill a log file with frames)."""
+    if verbose != "auto":
+        return int(verbose)
+    return 1 if sys.stdout.isatty() else 2
 
 
 def report(message: str) -> None:
@@ -64,13 +75,20 @@ def train_command(args: argparse.Namespace) -> None:
         check_batch_split(config.train.batch_size, args.cpu_replicas,
                           f"--cpu-replicas {args.cpu_replicas}")
     strategy = choose_strategy(args.strategy, args.cpu_replicas)
-    verbose = args.verbose if args.verbose == "auto" else int(args.verbose)
+    verbose = progress_mode(args.verbose)
     summary = train(config, args.data, args.model_dir, strategy=strategy, verbose=verbose,
                     report=report)
     total = summary["epochs"] * summary["steps_per_epoch"]
     if summary["finished"]:
-        print(f"spade-train: {args.model_dir} is finished (step {summary['final_step']} of "
-              f"{total}): nothing to do; raise train.epochs to train longer.")
+        done = f"spade-train: {args.model_dir} is finished (step {summary['final_step']} of " \
+               f"{total})"
+        rewritten = summary.get("rewritten") or {}
+        if rewritten:
+            what = ", ".join(f"{name} ({problem})" for name, problem in rewritten.items())
+            print(f"{done}; rewrote {what} from its last checkpoint; raise train.epochs to "
+                  "train longer.")
+            return
+        print(f"{done}: nothing to do; raise train.epochs to train longer.")
         return
     print(f"spade-train: step {summary['final_step']} of {total} (started at "
           f"{summary['start_step']}); model folder {args.model_dir}")

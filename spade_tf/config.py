@@ -207,8 +207,9 @@ class TrainConfig:
 
 # Compute precisions of inference and export (spade_tf.precision maps them to policies).
 PRECISIONS = ("float32", "bfloat16", "float16")
-PRECISION_HELP = ("compute precision (weights stay float32): bfloat16 suits CPUs with bf16 "
-                  "units and recent GPUs, float16 GPUs")
+PRECISION_HELP = ("compute precision; the network is stored and run in it (spectral norm "
+                  "folded, weights cast once): bfloat16 suits CPUs with bf16 units and recent "
+                  "GPUs, float16 GPUs")
 
 
 @dataclasses.dataclass(frozen=True)

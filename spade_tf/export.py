@@ -8,7 +8,8 @@ fail with a message naming the id; images come out as uint8. The version folder 
 written under a hidden name and renamed when complete, so a polling server never sees
 half an export, and it carries ``assets.extra/tf_serving_warmup_requests`` so the first
 real request does not pay for graph warm-up. The architecture comes from the saved
-model folder (the ``.keras`` networks and the ``config.yaml`` saved with them).
+model folder (the ``.keras`` networks and the ``config.yaml`` saved with them; with a
+``checkpoint``, from ``config.yaml`` alone, the weights from that training checkpoint).
 """
 
 from __future__ import annotations

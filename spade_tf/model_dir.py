@@ -15,6 +15,8 @@ import dataclasses
 import os
 import shutil
 import tempfile
+import zipfile
+import zlib
 from pathlib import Path
 
 import keras
@@ -30,6 +32,9 @@ NETWORK_FILES = {
     "discriminator": "discriminator.keras",
     "encoder": "encoder.keras",
 }
+# What every .keras file holds (Keras's zip layout).
+KERAS_MEMBERS = ("config.json", "model.weights.h5")
+ZIP_MAGIC = b"PK\x03\x04"
 
 
 class ModelDirError(SpadeError, ValueError):
@@ -102,17 +107,63 @@ def save_model_dir(target: str | os.PathLike, model: ModelDir, overwrite: bool =
     return Path(target)
 
 
+def network_file_problem(path: str | os.PathLike) -> str | None:
+    """What is wrong with a ``.keras`` file on disk, in words ("missing", "truncated: ..."),
+    or None for a complete archive. Checks the zip's checksums, not the network inside."""
+    path = Path(path)
+    if not path.is_file():
+        return "missing"
+    try:
+        if path.stat().st_size == 0:
+            return "empty"
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+            failing = archive.testzip()
+    except zipfile.BadZipFile:
+        with open(path, "rb") as file:
+            head = file.read(len(ZIP_MAGIC))
+        # A zip starts with its first entry and ends with its directory: the start without
+        # the end is a file cut short (a full disk, a copy stopped halfway).
+        return ("truncated: not a complete zip archive" if head == ZIP_MAGIC
+                else "not a .keras file: not a zip archive")
+    except (OSError, EOFError, zlib.error, ValueError) as error:
+        return f"unreadable: {getattr(error, 'strerror', None) or error}"
+    if failing is not None:
+        return f"damaged: {failing} inside it fails its checksum"
+    lacking = [name for name in KERAS_MEMBERS if name not in names]
+    if lacking:
+        return f"incomplete: the archive lacks {', '.join(lacking)}"
+    return None
+
+
+def _rewrite_hint(folder: Path) -> str:
+    """How to get a network file back: from the run's checkpoints, else by converting."""
+    steps = checkpoint_steps(folder)
+    if steps:
+        return (f"write it again: run the same spade-train command (it rewrites it from the "
+                f"last checkpoint, step {steps[-1]}), or use that checkpoint directly with "
+                "--checkpoint latest (spade-export, spade-synthesize).")
+    return ("write it again: convert it again (spade-convert-torch --overwrite), or train "
+            "into a new model folder with spade-train.")
+
+
+def damaged_network_error(path: Path, problem: str) -> ModelDirError:
+    """The error for a network file that cannot be loaded: what is wrong and what to run."""
+    return ModelDirError(f"{path} is damaged or incomplete ({problem}); "
+                         f"{_rewrite_hint(path.parent)}")
+
+
 def _load_network(path: Path) -> keras.Model:
-    """One ``.keras`` file, or a ModelDirError saying it is damaged (Keras reports a
-    truncated zip as a missing file)."""
+    """One ``.keras`` file, or a ModelDirError saying what is wrong with it (Keras reports a
+    truncated zip as "File not found", which sends users looking for the wrong thing)."""
     try:
         return keras.saving.load_model(path, compile=False)
     except Exception as error:  # zipfile, h5py and Keras raise many types for bad files
-        detail = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        raise ModelDirError(
-            f"{path} is damaged or incomplete ({type(error).__name__}: {detail[:200]}); "
-            "write it again (spade-train resumes from its checkpoints and rewrites it at the "
-            "next epoch's end, spade-convert-torch --overwrite converts it again).") from None
+        problem = network_file_problem(path)
+        if problem is None:  # a sound archive Keras cannot read: its own words say why
+            detail = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            problem = f"{type(error).__name__}: {detail[:200]}"
+        raise damaged_network_error(path, problem) from None
 
 
 def checkpoint_steps(folder: str | os.PathLike) -> list[int]:
@@ -148,15 +199,33 @@ def checkpoint_path(folder: str | os.PathLike, which: str | int) -> str:
 
 
 def _restore_checkpoint(loaded: dict, path: str) -> None:
-    """Give the loaded networks the weights of a training checkpoint."""
+    """Give the built networks the weights of a training checkpoint."""
     import tensorflow as tf
 
     checkpoint = tf.train.Checkpoint(**loaded)
     try:
         checkpoint.restore(path).expect_partial().assert_existing_objects_matched()
     except (AssertionError, ValueError, tf.errors.OpError) as error:
-        raise ModelDirError(f"the checkpoint {path} does not fit this folder's networks "
-                            f"({str(error).splitlines()[0][:200]}).") from None
+        raise ModelDirError(f"the checkpoint {path} does not fit the networks its folder's "
+                            f"{CONFIG_FILE} describes ({str(error).splitlines()[0][:200]})."
+                            ) from None
+
+
+def _networks_from_checkpoint(config: Config, networks: tuple[str, ...], path: str) -> dict:
+    """``networks`` built from the config and given the checkpoint's weights: no ``.keras``
+    file is read, so a damaged one does not stand between a run and its checkpoints."""
+    import tensorflow as tf
+
+    from spade_tf.models import build_discriminator, build_encoder, build_generator
+
+    builders = {"generator": build_generator, "discriminator": build_discriminator,
+                "encoder": build_encoder}
+    held = {name.split("/", 1)[0] for name, _ in tf.train.list_variables(path)}
+    wanted = [name for name in networks if name == "generator" or (
+        name in held and (name != "encoder" or config.model.use_vae))]
+    built = {name: builders[name](config.model) for name in wanted}
+    _restore_checkpoint(built, path)
+    return built
 
 
 def load_model_dir(folder: str | os.PathLike, networks: tuple[str, ...] = tuple(NETWORK_FILES),
@@ -165,7 +234,8 @@ def load_model_dir(folder: str | os.PathLike, networks: tuple[str, ...] = tuple(
     """Load the config and those of ``networks`` the folder has (the generator is required).
 
     ``checkpoint`` ("latest" or a step) takes the weights from that training checkpoint
-    instead of the ``.keras`` files (which are refreshed at each epoch's end).
+    instead of the ``.keras`` files (which are refreshed at each epoch's end): the
+    networks are built from ``config.yaml``, and no ``.keras`` file is needed.
     ``precision`` ("bfloat16", "float16") builds the networks under Keras's mixed policy
     of that type (float32 weights, reduced compute): what
     :func:`~spade_tf.precision.with_precision` makes of a loaded network, without a
@@ -185,19 +255,21 @@ def load_model_dir(folder: str | os.PathLike, networks: tuple[str, ...] = tuple(
 
 def _load_model_dir(folder: Path, networks: tuple[str, ...],
                     checkpoint: str | int | None) -> ModelDir:
-    if not (folder / CONFIG_FILE).is_file() or not (folder / NETWORK_FILES["generator"]).is_file():
+    if "generator" not in networks:
+        raise ModelDirError(f"load_model_dir needs the generator; asked for {networks}.")
+    generator = folder / NETWORK_FILES["generator"]
+    has_config = (folder / CONFIG_FILE).is_file()
+    if not has_config or not (generator.is_file() or checkpoint_steps(folder)):
         raise ModelDirError(
             f"{folder} is not a spade-tf model folder: expected {CONFIG_FILE} and "
             f"{NETWORK_FILES['generator']} in it (written by spade-train or spade-convert-torch)."
         )
-    weights = checkpoint_path(folder, checkpoint) if checkpoint is not None else None
-    loaded = {}
-    for name in networks:
-        path = folder / NETWORK_FILES[name]
-        if path.is_file():
-            loaded[name] = _load_network(path)
-    if "generator" not in loaded:
-        raise ModelDirError(f"load_model_dir needs the generator; asked for {networks}.")
-    if weights is not None:
-        _restore_checkpoint(loaded, weights)
-    return ModelDir(config=load_config(folder / CONFIG_FILE), **loaded)
+    config = load_config(folder / CONFIG_FILE)
+    if checkpoint is not None:
+        weights = checkpoint_path(folder, checkpoint)
+        return ModelDir(config=config, **_networks_from_checkpoint(config, networks, weights))
+    if not generator.is_file():  # checkpoints without it: a run whose file was lost
+        raise damaged_network_error(generator, "missing")
+    loaded = {name: _load_network(folder / NETWORK_FILES[name]) for name in networks
+              if (folder / NETWORK_FILES[name]).is_file()}
+    return ModelDir(config=config, **loaded)

@@ -315,12 +315,18 @@ def load_map(item: MapFile, info: ModelInfo, resize: str | None,
 # -- outputs ------------------------------------------------------------------------------
 
 
-def write_png_atomic(path: Path, array: np.ndarray) -> None:
-    """Write a PNG under a hidden temporary name, then rename it into place."""
+def write_png_atomic(path: Path, array: np.ndarray, text: dict[str, str] | None = None) -> None:
+    """Write a PNG under a hidden temporary name, then rename it into place; ``text``
+    goes into tEXt chunks (a tool's mark, to know its own files again)."""
+    from PIL import PngImagePlugin
+
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = path.with_name(f".{path.name}.tmp")
+    info = PngImagePlugin.PngInfo()
+    for key, value in (text or {}).items():
+        info.add_text(key, value)
     try:
-        Image.fromarray(array).save(staging, format="PNG")
+        Image.fromarray(array).save(staging, format="PNG", pnginfo=info)
         os.replace(staging, path)
     except BaseException:
         staging.unlink(missing_ok=True)

@@ -59,9 +59,9 @@ def _open_image(path) -> tuple[bytes, Image.Image]:
     return data, image
 
 
-def _map_array(path) -> np.ndarray:
+def _map_array(path, what: str) -> np.ndarray:
     try:
-        array = read_id_map(path, "label or instance map")
+        array = read_id_map(path, what)
     except LabelMapError as error:
         raise BadPair(str(error)) from None
     if array.min() < 0 or array.max() > MAX_MAP_ID:
@@ -86,13 +86,13 @@ def _load(pair: Pair, rule: LabelRule):
     if pair.problem is not None:
         raise BadPair(pair.problem)
     image_bytes, image = _open_image(pair.image)
-    label = _map_array(pair.label)
+    label = _map_array(pair.label, "label map")
     if label.shape != (image.height, image.width):
         raise BadPair(f"{pair.label} is {label.shape[1]}x{label.shape[0]} but its image "
                       f"{pair.image} is {image.width}x{image.height}.")
     instance = None
     if pair.instance is not None:
-        instance = _map_array(pair.instance)
+        instance = _map_array(pair.instance, "instance map")
         if instance.shape != label.shape:
             raise BadPair(f"{pair.instance} is {instance.shape[1]}x{instance.shape[0]} but "
                           f"its image {pair.image} is {image.width}x{image.height}.")

@@ -37,6 +37,23 @@ def _check_folder(folder: Path) -> None:
                     "folder of spade-tfrecords convert.")
 
 
+def _known_classes(manifest):
+    """The packaged class table of the manifest's dataset (ADE20K, COCO-Stuff, Cityscapes),
+    or None: a ``folders`` dataset's classes are known only to its user."""
+    from spade_tf.classes import DATASET_TABLES, ClassTableError, class_table
+
+    if manifest.dataset not in DATASET_TABLES:
+        return None
+    try:
+        return class_table(manifest.dataset, manifest.num_classes, manifest.dontcare_label)
+    except ClassTableError:  # an edited manifest: ids still say everything
+        return None
+
+
+def _class_label(class_id: int, table) -> str:
+    return f"{class_id} {table.name_of(int(class_id))}" if table is not None else str(class_id)
+
+
 @dataclasses.dataclass
 class InspectionReport:
     num_examples: int
@@ -57,8 +74,10 @@ class InspectionReport:
         sizes = ", ".join(f"{w}x{h} ({n})" for (h, w), n in self.image_sizes.most_common(5))
         lines.append(f"image sizes (most common): {sizes}")
         total = max(int(self.class_histogram.sum()), 1)
+        table = _known_classes(manifest)
         top = np.argsort(self.class_histogram)[::-1][:10]
-        names = [("don't-care" if c == manifest.num_classes else str(c)) for c in top]
+        names = [("don't-care" if c == manifest.num_classes else _class_label(c, table))
+                 for c in top]
         lines.append("top classes by pixels: " + ", ".join(
             f"{name} {100 * self.class_histogram[c] / total:.1f}%"
             for name, c in zip(names, top, strict=True) if self.class_histogram[c]))
@@ -76,8 +95,8 @@ def inspect_dataset(folder: str | os.PathLike) -> tuple[object, InspectionReport
     import tensorflow as tf
 
     from spade_tf.data.manifest import DataError, check_shard_files, read_manifest
+    from spade_tf.data.pipeline import record_error_text
     from spade_tf.data.schema import parse_example
-    from spade_tf.errors import readable_tf_message
 
     _check_folder(Path(folder))
     manifest = read_manifest(folder)
@@ -118,8 +137,8 @@ def inspect_dataset(folder: str | os.PathLike) -> tuple[object, InspectionReport
                 with_instances += int(bool(example["instance"].numpy().any()))
                 in_shard += 1
         except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as error:
-            problems.append(f"shard {path} is corrupt after {_plural(in_shard, 'record')}: "
-                            f"{readable_tf_message(error.message).splitlines()[0]}")
+            problems.append(f"shard {path} is corrupt after {_plural(in_shard, 'record')} "
+                            f"({record_error_text(error.message)})")
         if in_shard != shard.num_examples:
             problems.append(f"shard {Path(path).name} holds {_plural(in_shard, 'record')}, "
                             f"the manifest says {shard.num_examples}")

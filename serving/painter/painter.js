@@ -22,7 +22,9 @@ const SIG_INFO = "model_info";
 const SIG_PLAIN = "synthesize_png";
 const SIG_SEEDED = "synthesize_png_seeded";
 const SIG_STYLE = "synthesize_png_with_style";
-const PREFERRED_BACKGROUND = ["sky"];
+// Scenes are painted over the sky, as in GauGAN (COCO-Stuff's is "sky-other"); never over
+// don't-care, which the model saw only on thin unlabelled seams: it has no defined look.
+const PREFERRED_BACKGROUND = ["sky", "sky-other"];
 const PREFERRED_FIRST = ["grass", "road", "tree", "sea", "mountain"];
 const PLACEHOLDER_NAMES = /^(unlabeled|unlabelled|other|background|void)$/i;
 
@@ -763,7 +765,8 @@ async function start() {
   state.signatures = new Set(info.signatures || []);
   loadClasses(info);
   buildPalette();
-  setEraser(findByName(PREFERRED_BACKGROUND) ?? 0);
+  setEraser(findByName(PREFERRED_BACKGROUND) ?? state.classes.find((entry) => !entry.dontcare
+    && PLACEHOLDER_NAMES.test(entry.name))?.id ?? 0); // no sky: a "background", "other" ...
   const first = findByName(PREFERRED_FIRST) ?? state.classes.find((entry) => !entry.dontcare
     && entry.id !== state.eraser && !PLACEHOLDER_NAMES.test(entry.name))?.id;
   selectClass(first ?? 0);

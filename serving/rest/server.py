@@ -152,7 +152,8 @@ class RestServer:
             self._thread.join(0.01)
         if not self._server.started:
             raise RestServerError(f"the REST server on {self.address} did not start")
-        log.info("REST API on http://%s/v1/models/%s", self.address,
+        # debug: spade-serve prints the addresses itself, once.
+        log.debug("REST API on http://%s/v1/models/%s", self.address,
                  "/".join(self.app.model_names()[:1]) or "NAME")
         return self.port
 

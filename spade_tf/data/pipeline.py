@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Callable
 
 import tensorflow as tf
@@ -30,6 +31,7 @@ import tensorflow as tf
 from spade_tf.config import DataConfig, ModelConfig
 from spade_tf.data.manifest import DataError, check_shard_files, read_manifest
 from spade_tf.data.schema import parse_example
+from spade_tf.errors import readable_tf_message
 from spade_tf.inference import photo_to_unit
 from spade_tf.layers.semantic import check_label_ids
 
@@ -225,6 +227,18 @@ def make_input_fn(
     return input_fn
 
 
+def record_error_text(message: str) -> str:
+    """TFRecord reading's error as words: no graph internals (``{{function_node
+    __wrapped__IteratorGetNext...}}``, ``[Op:IteratorGetNext]``), offsets called bytes,
+    and not TensorFlow's unmatched quote (``truncated record at 0' failed with Read less
+    bytes than requested``)."""
+    text = readable_tf_message(message).splitlines()[0]
+    text = re.sub(r"^(truncated record at \d+)' failed with Read less bytes than requested",
+                  r"\1: the file ends inside it", text)
+    text = text.replace("' failed with ", ": ")
+    return re.sub(r"\b(truncated|corrupted) record at (\d+)", r"\1 record at byte \2", text)
+
+
 def find_corrupt_shard(files: list[str]) -> tuple[str, int, str] | None:
     """Read every shard fully; the first that fails: (path, good records, error)."""
     for path in files:
@@ -233,7 +247,7 @@ def find_corrupt_shard(files: list[str]) -> tuple[str, int, str] | None:
             for _ in tf.data.TFRecordDataset(path):
                 count += 1
         except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as error:
-            return path, count, error.message.splitlines()[0]
+            return path, count, record_error_text(error.message)
     return None
 
 
@@ -251,9 +265,10 @@ def explain_data_errors(files: list[str]):
         if found is None:
             raise
         path, count, detail = found
+        good = f"{count} good record{'' if count == 1 else 's'}"
         raise DataError(
-            f"shard {path} is corrupt after {count} good records ({detail}); convert the "
-            "dataset again or remove the shard and its manifest entry."
+            f"shard {path} is corrupt after {good} ({detail}); convert the dataset again or "
+            "remove the shard and its manifest entry."
         ) from error
 
 

@@ -31,7 +31,7 @@ Progress = Callable[[str, int, int], None]
 class FIDResult:
     fid: float
     kid_mean: float
-    kid_std: float
+    kid_std: float | None  # None: one subset, no spread
     kid_subset_size: int
     kid_num_subsets: int
     num_real: int

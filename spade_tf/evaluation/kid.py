@@ -7,6 +7,10 @@ features drawn without replacement from each set (the defaults, 100 subsets of 1
 those of clean-fid's ``kernel_distance``; it and StyleGAN2-ADA report the mean only, the
 standard deviation over the subsets is added here). Unbiased means that two samples of
 one distribution score 0 on average, so single subsets can be slightly negative.
+
+When both sets hold exactly ``subset_size`` features (after clipping), every draw is the
+whole of both sets: there is one possible subset, computed once, and no spread (``std``
+is None), rather than ``num_subsets`` copies of one value reported with a spread of 0.
 """
 
 from __future__ import annotations
@@ -19,10 +23,11 @@ from spade_tf.evaluation.errors import EvaluationError
 
 
 class KernelDistance(NamedTuple):
-    """KID: mean and standard deviation over the subsets, and how they were drawn."""
+    """KID: mean and standard deviation over the subsets, and how they were drawn
+    (``std`` is None with one subset: a single value has no spread)."""
 
     mean: float
-    std: float
+    std: float | None
     subset_size: int
     num_subsets: int
 
@@ -54,13 +59,16 @@ def kernel_inception_distance(features_a: np.ndarray, features_b: np.ndarray,
         raise EvaluationError(f"KID needs num_subsets >= 1 and subset_size >= 2; got "
                               f"{num_subsets} and {subset_size}.")
     m = min(subset_size, a.shape[0], b.shape[0])
+    if a.shape[0] == b.shape[0] == m:
+        num_subsets = 1  # every draw would be this one pair of whole sets
     rng = np.random.default_rng(seed)
     values = np.empty(num_subsets, dtype=np.float64)
     for index in range(num_subsets):
         x = a[rng.choice(a.shape[0], m, replace=False)]
         y = b[rng.choice(b.shape[0], m, replace=False)]
         values[index] = mmd2_unbiased(x, y)
-    return KernelDistance(float(values.mean()), float(values.std()), m, num_subsets)
+    spread = float(values.std()) if num_subsets > 1 else None
+    return KernelDistance(float(values.mean()), spread, m, num_subsets)
 
 
 def _features(name: str, features: np.ndarray) -> np.ndarray:

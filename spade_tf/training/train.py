@@ -63,6 +63,8 @@ from spade_tf.models import (
 from spade_tf.synthesis import write_png_atomic
 from spade_tf.training.gaugan import GauGAN
 from spade_tf.training.optimizers import make_optimizer
+from spade_tf.training.progress import EpochProgress
+from spade_tf.training.recovery import rewrite_damaged_networks
 from spade_tf.visualize import contact_sheet
 
 CHECKPOINT_DIR = "checkpoints"
@@ -351,33 +353,6 @@ class StopOnRequest(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-class EpochProgress(keras.callbacks.ProgbarLogger):
-    """Keras's progress bar numbered over the whole run.
-
-    ``train`` finishes an interrupted epoch with a ``fit`` of its own; this shows it as
-    ``Epoch E/EPOCHS`` with the bar continuing from the steps done before, not as
-    ``Epoch E/E`` of a shorter epoch.
-    """
-
-    def __init__(self, epochs: int, steps_per_epoch: int):
-        super().__init__()
-        self.total_epochs, self.steps_per_epoch = epochs, steps_per_epoch
-        self.offset = 0  # steps of the current epoch done before this fit
-
-    def set_params(self, params):
-        super().set_params(params)
-        self.epochs, self.target = self.total_epochs, self.steps_per_epoch
-
-    def on_epoch_end(self, epoch, logs=None):
-        if self.model is not None and self.model.stop_training:
-            self.target = self.seen  # stopped early: end the bar where it stopped ("2/3")
-        super().on_epoch_end(epoch, logs)
-        self.target, self.offset = self.steps_per_epoch, 0
-
-    def _update_progbar(self, batch, logs=None):
-        super()._update_progbar(batch + self.offset, logs)
-
-
 class ModelFolderWriter(keras.callbacks.Callback):
     """Refreshes the ``.keras`` networks in the model folder at each epoch's end."""
 
@@ -610,9 +585,10 @@ def train(config: Config, data_dir: str | os.PathLike, model_dir: str | os.PathL
     """Train (or resume) ``config`` on ``data_dir`` into ``model_dir``; returns a summary.
 
     The summary holds ``start_step``, ``final_step``, ``steps_per_epoch``, ``epochs``,
-    ``finished`` (True when the folder had trained every step already and nothing ran)
-    and, when something ran, ``history`` and ``trainer``. ``report`` receives progress
-    lines (strategy, where training starts or resumes). Keras's global dtype policy is
+    ``finished`` (True when the folder had trained every step already and nothing ran;
+    ``rewritten`` then maps the network files written again from the last checkpoint to
+    what was wrong) and, when something ran, ``history`` and ``trainer``. ``report`` gets
+    progress lines (strategy, where training starts or resumes). Keras's global dtype policy is
     set to ``train.mixed_precision`` while training and restored afterwards.
 
     Raises :class:`~spade_tf.errors.Interrupted` after SIGINT or SIGTERM, once the
@@ -631,9 +607,11 @@ def train(config: Config, data_dir: str | os.PathLike, model_dir: str | os.PathL
     steps_per_epoch = probe.steps_per_epoch
     epochs = config.train.epochs
     step = _saved_step(latest) if latest is not None else 0
-    if step >= epochs * steps_per_epoch:
+    if step >= epochs * steps_per_epoch:  # nothing to train; lost network files come back
+        rewritten = rewrite_damaged_networks(model_dir, config, latest) \
+            if is_chief(strategy) else {}
         return {"start_step": step, "final_step": step, "steps_per_epoch": steps_per_epoch,
-                "epochs": epochs, "finished": True}
+                "epochs": epochs, "finished": True, "rewritten": rewritten}
 
     policy = keras.mixed_precision.global_policy()
     undo = _StartUndo(model_dir)

@@ -4,10 +4,15 @@ No weights can be downloaded at training time, so the user points ``train.vgg_we
 at one of:
 
 - torchvision's ImageNet ``vgg19`` state_dict (``vgg19-dcbb9e9d.pth``, needs the
-  ``[convert]`` extra to read): reproduces the reference exactly, which feeds its [-1, 1]
-  images to the network without ImageNet normalization;
-- Keras's ``vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5``: used with that model's
-  own preprocessing (RGB -> BGR on the 0..255 scale, minus the ImageNet channel means).
+  ``[convert]`` extra to read; usually in ``~/.cache/torch/hub/checkpoints/``): reproduces
+  the reference exactly, which feeds its [-1, 1] images to the network without ImageNet
+  normalization;
+- Keras's ``vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5`` (what
+  ``keras.applications.VGG19(weights="imagenet")`` downloads, as keras-io's GauGAN does;
+  usually in ``~/.keras/models/``; the with-top file works too): a different network
+  (Caffe's weights), used with its own preprocessing (RGB -> BGR on the 0..255 scale,
+  minus the ImageNet channel means), so its loss is not the reference's.
+  A Keras 3 ``save_weights`` file (``.weights.h5``) of ``VGG19(include_top=False)`` works too.
 
 The feature network returns relu1_1, relu2_1, relu3_1, relu4_1 and relu5_1.
 """
@@ -28,14 +33,35 @@ FEATURE_LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1"
 # torchvision's vgg19.features indices of the 16 convs, in order.
 TORCHVISION_CONV_INDICES = (0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28, 30, 32, 34)
 KERAS_BGR_MEANS = (103.939, 116.779, 123.68)
-MISSING_WEIGHTS = (
-    "the VGG perceptual loss needs VGG19 ImageNet weights from a local file, and "
-    "train.vgg_weights_path is not set. Download torchvision's vgg19 weights "
-    "(vgg19-dcbb9e9d.pth; reproduces the reference) or Keras's "
-    "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5 on a machine with internet access, "
-    "then pass --set train.vgg_weights_path=/path/to/file; or turn the term off with "
-    "--set train.vgg_weight=0."
-)
+TORCHVISION_FILE = "vgg19-dcbb9e9d.pth"
+KERAS_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
+KERAS_TOP_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels.h5"  # include_top=True's
+
+
+def usual_locations() -> list[Path]:
+    """Where torchvision and Keras keep the files they download (TORCH_HOME, KERAS_HOME)."""
+    torch_home = os.environ.get("TORCH_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "torch")
+    keras_home = Path(os.environ.get("KERAS_HOME") or os.path.expanduser("~/.keras"))
+    return [Path(torch_home) / "hub" / "checkpoints" / TORCHVISION_FILE,
+            keras_home / "models" / KERAS_FILE, keras_home / "models" / KERAS_TOP_FILE,
+            Path("/tmp/.keras/models") / KERAS_FILE]  # Keras's cache when ~ is read-only
+
+
+def how_to_get_weights() -> str:
+    """Which files work, where they usually are, and any found on this machine."""
+    found = [str(path) for path in usual_locations() if path.is_file()]
+    here = f"This machine has {' and '.join(found)}. " if found else ""
+    return (
+        f"{here}Two files work: torchvision's {TORCHVISION_FILE} reproduces the reference "
+        f"(usually in ~/.cache/torch/hub/checkpoints/ once torchvision.models.vgg19("
+        f'weights="IMAGENET1K_V1") has run; reading it needs pip install \'spade-tf[convert]\'); '
+        f"Keras's {KERAS_FILE} (usually in ~/.keras/models/ once keras.applications.VGG19("
+        'weights="imagenet", include_top=False) has run) also works but does not reproduce '
+        "it (other weights, fed caffe-style BGR inputs as Keras preprocesses them). Download "
+        "one on a machine with internet access if needed, then pass --set "
+        "train.vgg_weights_path=/path/to/file; or turn the term off with --set "
+        "train.vgg_weight=0.")
 
 
 class VGGWeightsError(SpadeError, ValueError):
@@ -98,22 +124,46 @@ class VGGFeatures:
         return self.model(images, training=False)
 
 
+def _load_keras(backbone: keras.Model, path: Path) -> None:
+    """Keras's downloaded file (the legacy HDF5 layout: a group per layer), by layer name so
+    the with-top file loads too; or a Keras 3 ``.weights.h5`` file."""
+    import h5py
+
+    not_keras = f"{path} is not a Keras VGG19 weights file ({KERAS_FILE})"
+    try:
+        if not path.name.endswith(".weights.h5"):
+            with h5py.File(path, "r") as file:
+                stored = {name.decode() if isinstance(name, bytes) else name
+                          for name in file.attrs.get("layer_names", [])}
+            convs = [layer.name for layer in backbone.layers
+                     if isinstance(layer, keras.layers.Conv2D)]
+            missing = [name for name in convs if name not in stored]
+            if missing:  # by name, a missing layer would silently keep random weights
+                raise VGGWeightsError(f"{not_keras}: it has no layer {missing[0]!r}.")
+            backbone.load_weights(str(path), by_name=True)
+        else:
+            backbone.load_weights(str(path))
+    except VGGWeightsError:
+        raise
+    except Exception as error:  # h5py and Keras raise many types for bad files
+        raise VGGWeightsError(f"{not_keras}: {type(error).__name__}: {error}") from None
+
+
 def load_vgg_features(path: str | os.PathLike | None) -> VGGFeatures:
     """VGG19 features with weights from ``path`` (.pth torchvision or .h5 Keras)."""
     if not path:
-        raise VGGWeightsError(MISSING_WEIGHTS)
-    path = Path(path)
+        raise VGGWeightsError("the VGG perceptual loss needs VGG19 ImageNet weights from a "
+                              "local file, and train.vgg_weights_path is not set. "
+                              + how_to_get_weights())
+    path = Path(path).expanduser()
     if not path.is_file():
-        raise VGGWeightsError(f"VGG19 weights file {path} does not exist. " + MISSING_WEIGHTS)
+        raise VGGWeightsError(f"the VGG19 weights file {path} (train.vgg_weights_path) does "
+                              "not exist. " + how_to_get_weights())
     backbone = _backbone()
     if path.suffix in (".pth", ".pt"):
         _load_torchvision(backbone, path)
         return VGGFeatures(_feature_model(backbone), "torchvision")
-    try:
-        backbone.load_weights(str(path))
-    except Exception as error:  # h5py and Keras raise many types for bad files
-        raise VGGWeightsError(f"{path} is not a Keras VGG19 (notop) weights file: "
-                              f"{type(error).__name__}: {error}") from None
+    _load_keras(backbone, path)
     return VGGFeatures(_feature_model(backbone), "keras")
 
 

@@ -171,7 +171,8 @@ def test_spade_synthesize_reads_palette_label_maps(tmp_path, plain_server, plain
 
 
 def test_spade_synthesize_errors_are_one_line_and_exit_2(tmp_path, capsys, vae_server):
-    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(tmp_path / "rgb.png")
+    # A colour map (a grey one saved as RGB, all channels equal, is read as ids).
+    Image.fromarray(np.full((64, 64, 3), (9, 0, 0), np.uint8)).save(tmp_path / "rgb.png")
     Image.fromarray(np.zeros((64, 64), np.uint8)).save(tmp_path / "label.png")
     server = ["--server", vae_server.address, "--out", str(tmp_path / "out.png")]
     cases = [

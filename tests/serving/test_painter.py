@@ -633,3 +633,40 @@ def test_the_page_at_root_paints_with_the_served_model_whatever_its_name(driver,
         connection.close()
     finally:
         assert server.stop(timeout=10)
+
+
+def test_the_placeholder_keeps_the_spaces_around_its_bold_words(driver, rest, tmp_path):
+    page = Page(driver, rest, f"?model={MODEL}")
+    page.ready()
+    placeholder = page.element("#result-placeholder")
+    # innerText is the text as laid out: a flex box trims each run around <b> on its own.
+    assert placeholder.get_attribute("innerText") == \
+        "Paint, then press Synthesize\nor turn on Live."
+    placeholder.screenshot(str(tmp_path / "placeholder.png"))
+    if os.environ.get("SPADE_PLACEHOLDER_SCREENSHOT"):  # to look at it
+        shutil.copyfile(tmp_path / "placeholder.png", os.environ["SPADE_PLACEHOLDER_SCREENSHOT"])
+
+
+def test_a_coco_stuff_canvas_starts_as_sky_not_person(driver, tmp_path_factory):
+    """COCO-Stuff has no "sky" (class 0 is "person"): its sky is "sky-other"; never the
+    don't-care id, which the model saw only on thin unlabelled seams."""
+    root = tmp_path_factory.mktemp("painter_coco")
+    coco = ModelConfig(num_classes=182, classes="coco_stuff", use_dontcare_label=True,
+                       dontcare_label=255, crop_size=32, base_filters=4,
+                       spade_hidden_filters=8)
+    model_dir = save_random_model(root / "model", coco, seed=3)
+    export_model(model_dir, root / "exports", "coco", warmup=False)
+    manager = ModelManager(root / "exports" / "coco", "coco", poll_seconds=0)
+    manager.poll()
+    server = RestServer(manager, port=0, static_dir=PAINTER_DIR)
+    server.start()
+    try:
+        table = class_table("coco_stuff", 182, 255)
+        sky, grass = (table.names.index(name) for name in ("sky-other", "grass"))
+        page = Page(driver, server, "?model=coco")
+        state = page.ready()
+        assert (state["eraser"], state["current"]) == (sky, grass), state
+        np.testing.assert_array_equal(page.labels(), np.full((32, 32), sky, np.int32))
+        assert page.element("#eraser-class").get_attribute("value") == str(sky)
+    finally:
+        assert server.stop(timeout=10)

@@ -78,3 +78,19 @@ def test_a_bad_out_is_refused_before_the_model_is_read(tmp_path, capsys):
                                        "not a folder.\n")
     assert (out / "generated" / "keep.png").read_bytes() == b"mine"
     assert as_file.read_text() == "mine"
+
+
+def test_a_corrupt_shard_is_named_without_tensorflow_internals(records, tmp_path):
+    data = tmp_path / "records"
+    shutil.copytree(records, data)
+    shard = next(data.glob("*.tfrecord"))
+    damaged = bytearray(shard.read_bytes())
+    damaged[200] ^= 0xFF  # inside the first record; the file keeps its size
+    shard.write_bytes(bytes(damaged))
+    result = run_command("spade-eval", "generate", "--model-dir", _model(tmp_path / "model"),
+                         "--data", data, "--out", tmp_path / "eval")
+    line = assert_one_line_error(result, "spade-eval generate")
+    assert line == (f"spade-eval generate: error: shard {shard} is corrupt after 0 good "
+                    "records (corrupted record at byte 12); convert the dataset again or "
+                    "remove the shard and its manifest entry."), line
+    assert not (tmp_path / "eval").exists()

@@ -34,8 +34,11 @@ def test_a_truncated_generator_is_named_and_nothing_is_exported(model_dir, tmp_p
     exports = tmp_path / "exports"
     result = run_command("spade-export", "--model-dir", broken, "--export-base", exports)
     line = assert_one_line_error(result, "spade-export", "write it again")
-    assert line.startswith(f"spade-export: error: {broken / 'generator.keras'} is damaged or "
-                           "incomplete"), line
+    # What is wrong, in words: not Keras's "File not found" for a file that is there.
+    assert line == (f"spade-export: error: {broken / 'generator.keras'} is damaged or "
+                    "incomplete (truncated: not a complete zip archive); write it again: "
+                    "convert it again (spade-convert-torch --overwrite), or train into a new "
+                    "model folder with spade-train."), line
     assert not exports.exists()
 
 

@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 from support import ROOT
 from support.background import background_run
+from support.processes import Processes, command_args, command_env
 
 from spade_cli import quiet
 
@@ -208,3 +211,79 @@ def test_verbose_requested(monkeypatch, value, expected):
     assert quiet.verbose_requested() is expected
     assert quiet.verbose_requested(True) is True
     assert quiet.verbose_requested(False) is False
+
+
+# Ctrl-C at any moment of a command's start-up: one line, exit 130, never a traceback.
+
+def _importing_the_commands_modules(pid: int) -> bool:
+    """Whether ``pid`` has started importing spade_tf.config (after spade_cli.app, before
+    parsing): it maps the C parts of the modules that imports (yaml, datetime)."""
+    try:
+        with open(f"/proc/{pid}/maps") as maps:
+            return any("/_yaml." in line or "/_datetime." in line for line in maps)
+    except OSError:
+        return False
+
+
+def _filter_running(pid: int) -> bool:
+    """Whether ``pid`` has a stderr filter child (alive only while TensorFlow imports)."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                parent = int(stat.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                arguments = cmdline.read().split(b"\0")
+        except (OSError, IndexError, ValueError):
+            continue
+        if parent == pid and arguments[1:4] == [b"-I", b"-S", b"-c"]:
+            return True
+    return False
+
+
+def _interrupt(tool: str, args: list[object], moment: str) -> subprocess.CompletedProcess:
+    """Start ``tool`` in a process group of its own, send SIGINT to the whole group (as
+    Ctrl-C in a terminal does) at ``moment``; the finished process."""
+    processes = Processes()
+    # An ignored SIGINT (a suite started with `&` or nohup) would be inherited: reset it.
+    ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    previous = signal.signal(signal.SIGINT, signal.SIG_DFL) if ignored else None
+    try:
+        process = processes.start(command_args(tool, *args), env=command_env(), cwd=ROOT)
+    finally:
+        if ignored:
+            signal.signal(signal.SIGINT, previous)
+    try:
+        deadline = time.monotonic() + 60
+        if moment == "start-up":  # while the command's modules import, before run()
+            while not _importing_the_commands_modules(process.pid) \
+                    and not _filter_running(process.pid) and process.poll() is None:
+                assert time.monotonic() < deadline
+                time.sleep(0.001)
+        else:  # while TensorFlow imports, behind the stderr filter
+            while not _filter_running(process.pid):
+                assert process.poll() is None and time.monotonic() < deadline, moment
+                time.sleep(0.005)
+            time.sleep({"import begins": 0.0, "import half-way": 0.3}[moment])
+            assert _filter_running(process.pid), "TensorFlow imported before the signal"
+        os.killpg(process.pid, signal.SIGINT)
+        return processes.finish(process, 60)
+    finally:
+        processes.close()
+
+
+@pytest.mark.parametrize("tool, moment", [
+    ("spade-export", "start-up"),
+    ("spade-export", "import begins"),
+    ("spade-export", "import half-way"),
+    ("spade-train", "import begins"),
+])
+def test_ctrl_c_during_start_up_is_one_line_and_130(tmp_path, tool, moment):
+    args = {"spade-export": ["--model-dir", tmp_path / "run", "--export-base", tmp_path / "x"],
+            "spade-train": ["--config", ROOT / "configs" / "demo.yaml", "--data", tmp_path,
+                            "--model-dir", tmp_path / "run"]}[tool]
+    result = _interrupt(tool, args, moment)
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.stderr == f"{tool}: interrupted\n"
+    assert result.returncode == 130

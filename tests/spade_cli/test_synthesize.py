@@ -54,7 +54,7 @@ def test_map_and_photo_mistakes_are_named_before_any_call(tmp_path, maps):
     out = tmp_path / "out.png"
     jpeg = tmp_path / "label.jpg"
     Image.fromarray(np.zeros((32, 32), np.uint8)).save(jpeg)
-    colour = _png(tmp_path / "colour.png", np.full((32, 32, 3), 200))
+    colour = _png(tmp_path / "colour.png", np.full((32, 32, 3), [200, 30, 30]))
     photo = tmp_path / "photo.png"
     photo.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)  # a PNG header, then nothing
     # All three at once: their start-ups overlap.
@@ -66,7 +66,7 @@ def test_map_and_photo_mistakes_are_named_before_any_call(tmp_path, maps):
     assert_one_line_error(lossy, "spade-synthesize", f"the label map {jpeg} is a JPEG file: "
                           "lossy compression changes ids at region edges", "--allow-lossy")
     assert_one_line_error(rendering, "spade-synthesize",
-                          f"the label map {colour} is a RGB image",
+                          f"the label map {colour} is an RGB image",
                           "it looks like a colour rendering of the classes")
     assert_one_line_error(unreadable, "spade-synthesize", f"the style photo {photo} cannot be "
                           "read as an image")
@@ -134,16 +134,21 @@ def test_maps_the_model_cannot_take_are_refused_readably(tmp_path, maps, server,
     assert not (tmp_path / "out.png").exists()
 
 
-def test_the_same_command_twice_replaces_the_image_whole(tmp_path, maps, server, capsys):
+def test_the_same_command_twice_refuses_then_overwrite_replaces_the_image_whole(
+        tmp_path, maps, server, capsys):
     out = tmp_path / "images" / "out.png"
     arguments = ["--server", server.address, "--label", str(maps["label"]), "--instance",
                  str(maps["instance"]), "--out", str(out)]
     assert main(arguments) == 0
     first = np.asarray(Image.open(out))
+    assert capsys.readouterr().out == f"wrote {out} (32x32)\n"
+    assert main(arguments) == 2  # the user's file, or the last run's: kept
+    assert capsys.readouterr().err == (f"spade-synthesize: error: --out {out} exists: add "
+                                       "--overwrite to replace it, or name another file.\n")
     out.write_bytes(b"older")
     started = time.monotonic()
-    assert main(arguments) == 0
+    assert main([*arguments, "--overwrite"]) == 0
     assert time.monotonic() - started < 30
     np.testing.assert_array_equal(np.asarray(Image.open(out)), first)  # no VAE: deterministic
     assert [p.name for p in out.parent.iterdir()] == ["out.png"]  # no temporary file left
-    assert capsys.readouterr().out.count(f"wrote {out} (32x32)") == 2
+    assert capsys.readouterr().out == f"wrote {out} (32x32)\n"

@@ -93,14 +93,15 @@ def test_existing_images_are_kept_resize_keeps_ids_and_pictures(model, maps, cap
     # The contact sheet: the label maps in the classes' colours, then the images.
     sheet = np.asarray(Image.open(maps / "grid.png"))
     palette = class_table("synthetic", 8).palette
-    assert sheet.shape[0] == 3 * 192 + 2 * 4  # a, b, wide (c was kept)
+    assert sheet.shape[0] == 3 * 192 + 2 * 4  # a, b, wide (c is kept, and not an image)
     left = sheet[:192, :192]
     labels_a = np.asarray(Image.open(maps / "labels" / "a.png"))
     np.testing.assert_array_equal(left[::6, ::6], palette[labels_a])
     page = (out / "index.html").read_text()
     assert 'src="index_files/a.label.png"' in page and 'src="wide.png"' in page
+    assert 'src="city/c.png"' not in page  # the kept file is not an image: left out
     wide_labels = np.asarray(Image.open(out / "index_files" / "wide.label.png"))
-    assert wide_labels.shape == (32, 32, 3)  # resized with nearest neighbour: ids kept
+    assert wide_labels.shape == (20, 60, 3)  # the map as given, at its own size
     assert {tuple(c) for c in wide_labels.reshape(-1, 3)} == {tuple(palette[0]),
                                                              tuple(palette[6])}
     assert not [path for path in out.rglob(".*")]  # no temporary file left

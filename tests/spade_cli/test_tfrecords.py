@@ -1,6 +1,7 @@
 """``spade-tfrecords`` as a user drives it: mistakes end in one line, nothing is lost."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -9,7 +10,12 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from support.processes import assert_one_line_error, command_env, run_command
+from support.processes import (
+    assert_one_line_error,
+    command_env,
+    run_command,
+    run_commands,
+)
 from support.synthetic_data import make_synthetic_records
 
 from spade_cli.tfrecords import main
@@ -237,3 +243,93 @@ def test_inspect_counts_problems_in_words(tmp_path, capsys):
     assert main(["inspect", str(records)]) == 2
     assert "holds an unfinished conversion (1 shard written, no manifest.json yet): run the " \
            "same spade-tfrecords convert command again" in capsys.readouterr().err
+
+
+def test_inspect_names_damaged_records_without_tensorflow_internals(tmp_path):
+    records = make_synthetic_records(_scenes(tmp_path / "data"), tmp_path / "records",
+                                     num_shards=2)
+    first, second = sorted(records.glob("*.tfrecord"))
+    # A flipped byte inside the first record (the file keeps its size), and a shard cut
+    # inside its first record.
+    damaged = bytearray(first.read_bytes())
+    damaged[200] ^= 0xFF
+    first.write_bytes(bytes(damaged))
+    second.write_bytes(second.read_bytes()[:50])
+    result = run_command("spade-tfrecords", "inspect", records)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert f"  - shard {first} is corrupt after 0 records (corrupted record at byte 12)\n" \
+        in result.stdout, result.stdout
+    assert f"  - shard {second} is corrupt after 0 records (truncated record at byte 0: the " \
+           "file ends inside it)\n" in result.stdout, result.stdout
+    for internals in ("{{", "function_node", "[Op:", "IteratorGetNext", "' failed with"):
+        assert internals not in result.stdout, result.stdout
+
+
+def test_inspect_names_the_top_classes_of_a_known_dataset(tmp_path):
+    # A two-photo COCO-Stuff layout: 8 of 16 pixels sky-other (156), 6 grass (123), 2
+    # don't-care (255); COCO-Stuff's class 0 is "person", so names cannot be guessed.
+    root = tmp_path / "coco"
+    label = np.full((4, 4), 156, np.uint8)
+    label[2:] = 123
+    label[3, :2] = 255
+    for folder in ("val_img", "val_label"):
+        (root / folder).mkdir(parents=True)
+    for name in ("a", "b"):
+        Image.new("RGB", (4, 4), (90, 140, 200)).save(root / "val_img" / f"{name}.png")
+        Image.fromarray(label).save(root / "val_label" / f"{name}.png")
+    out = tmp_path / "records"
+    converted = run_command("spade-tfrecords", "convert", "--dataset", "coco_stuff", "--root",
+                            root, "--split", "val", "--no-instances", "--out", out)
+    assert converted.returncode == 0, converted.stderr[-3000:]
+    result = run_command("spade-tfrecords", "inspect", out)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "top classes by pixels: 156 sky-other 50.0%, 123 grass 37.5%, don't-care 12.5%\n" \
+        in result.stdout, result.stdout
+
+
+def _labels_by_key(records: Path) -> dict[str, np.ndarray]:
+    import tensorflow as tf
+
+    from spade_tf.data.schema import parse_example
+
+    return {example["key"].numpy().decode(): example["label"].numpy()
+            for path in read_manifest(records).shard_paths(records)
+            for example in map(parse_example, tf.data.TFRecordDataset(str(path)))}
+
+
+def test_grey_label_maps_saved_as_rgb_convert_as_their_ids(tmp_path):
+    # Issue 24, item 6: what image editors and cv2.imwrite write for a grey map.
+    plain = _scenes(tmp_path / "plain")
+    grey, colour = tmp_path / "grey", tmp_path / "colour"
+    shutil.copytree(plain, grey)
+    shutil.copytree(plain, colour)
+    for path in sorted((grey / "labels").glob("*.png")):
+        Image.open(path).convert("RGB").save(path)
+    rendering = colour / "labels" / "scene_00004.png"
+    rgb = np.asarray(Image.open(rendering).convert("RGB")).copy()
+    rgb[..., 1] = 255 - rgb[..., 1]  # a rendering of the classes: channels differ
+    Image.fromarray(rgb).save(rendering)
+
+    results = run_commands(*[("spade-tfrecords", *_folders_args(data, tmp_path / f"out_{name}"))
+                             for name, data in [("plain", plain), ("grey", grey),
+                                                ("colour", colour)]])
+    as_ids, as_rgb, refused = results
+    assert as_ids.returncode == 0 and as_rgb.returncode == 0, as_rgb.stderr
+    notes = [line for line in as_rgb.stderr.splitlines() if line.startswith("note: ")]
+    assert notes and notes[0].endswith(
+        " is an RGB image whose colour channels are all equal (a grey map saved as colour): its "
+        "ids are read from one channel, here and in every such map."), as_rgb.stderr
+    assert str(grey / "labels") in notes[0]
+    assert "note: " not in as_ids.stderr
+    # The records hold the same ids as the single-channel maps' records.
+    plain_labels, grey_labels = _labels_by_key(tmp_path / "out_plain"), \
+        _labels_by_key(tmp_path / "out_grey")
+    assert sorted(grey_labels) == sorted(plain_labels) and len(plain_labels) == 12
+    for key, label in plain_labels.items():
+        np.testing.assert_array_equal(grey_labels[key], label)
+
+    assert_one_line_error(refused, PROG, "1 of 12 pairs are unusable (listed above)")
+    assert (f" {rendering} is an RGB image; expected one channel of ids (an 8- or 16-bit "
+            "grayscale or palette PNG): it looks like a colour rendering of the classes; "
+            "convert it to a single-channel map of ids with the dataset's palette.") \
+        in refused.stderr

@@ -114,7 +114,8 @@ def test_failed_starts_leave_nothing_and_ctrl_c_keeps_the_work(interrupted_train
     assert result.returncode == 0, result.stderr[-3000:]
     epoch = step // 3 + 1
     assert f"spade-train: resuming at step {step} (epoch {epoch} of 3)" in result.stderr
-    shown = re.findall(r"^Epoch (\d+)/(\d+)$", result.stdout, re.M)
+    # --verbose 2: one line per epoch, opened by its number over the whole run.
+    shown = re.findall(r"^Epoch (\d+)/(\d+) - \d+/3 steps - ", result.stdout, re.M)
     assert shown and shown[0] == (str(epoch), "3"), result.stdout
     assert all(total == "3" for _, total in shown), shown
     assert result.stdout.strip().splitlines()[-1] == (

@@ -9,6 +9,7 @@ from spade_tf.model_dir import (
     atomic_directory,
     checkpoint_steps,
     load_model_dir,
+    network_file_problem,
     save_model_dir,
 )
 from spade_tf.models import build_encoder, build_generator
@@ -97,3 +98,74 @@ def test_a_model_folder_carries_its_class_table(tmp_path):
     assert "classes:\n  source:" in text and "name: person" in text
     table = load_model_dir(folder).config.classes()
     assert table.names[-1] == "person" and table.colors[6] == (210, 40, 40)
+
+
+PLAIN = ModelConfig(num_classes=3, crop_size=32, base_filters=4, spade_hidden_filters=8)
+
+
+def _damage(path, how: str) -> None:
+    whole = path.read_bytes()
+    if how == "truncated":
+        path.write_bytes(whole[:len(whole) // 2])
+    elif how == "empty":
+        path.write_bytes(b"")
+    elif how == "not a zip":
+        path.write_text("generator weights, honest")
+    elif how == "flipped":  # one byte inside the stored weights: the zip's checksum fails
+        data = bytearray(whole)
+        data[len(data) // 2] ^= 0xFF
+        path.write_bytes(bytes(data))
+    else:
+        path.unlink()
+
+
+def test_a_damaged_network_file_is_named_for_what_it_is(tmp_path):
+    generator = build_generator(PLAIN)
+    folder = save_model_dir(tmp_path / "model", ModelDir(Config(model=PLAIN), generator))
+    path = folder / "generator.keras"
+    whole = path.read_bytes()
+    assert network_file_problem(path) is None
+    expected = {"truncated": "truncated: not a complete zip archive", "empty": "empty",
+                "not a zip": "not a .keras file: not a zip archive",
+                "flipped": "damaged: model.weights.h5 inside it fails its checksum",
+                "missing": "missing"}
+    for how, problem in expected.items():
+        _damage(path, how)
+        assert network_file_problem(path) == problem, how
+        path.write_bytes(whole)
+    # No checkpoints (a converted folder): convert again. Keras's own words ("File not
+    # found" for a file that is there) are not passed on.
+    for how in ("truncated", "empty", "not a zip"):
+        _damage(path, how)
+        with pytest.raises(ModelDirError) as caught:
+            load_model_dir(folder)
+        message = str(caught.value)
+        assert message.startswith(f"{path} is damaged or incomplete ({expected[how]}); "
+                                  "write it again: convert it again (spade-convert-torch "
+                                  "--overwrite)"), message
+        assert "File not found" not in message
+        path.write_bytes(whole)
+
+
+def test_a_checkpoint_needs_no_network_file(tmp_path):
+    generator = build_generator(PLAIN)
+    folder = save_model_dir(tmp_path / "model", ModelDir(Config(model=PLAIN), generator))
+    tf.train.CheckpointManager(tf.train.Checkpoint(generator=generator),
+                               str(folder / "checkpoints"), max_to_keep=3).save(7)
+    semantic = {"semantic": tf.one_hot(tf.random.uniform((1, 32, 32), 0, 3, tf.int32), 3)}
+    expected = generator(semantic).numpy()
+    path = folder / "generator.keras"
+    for how in ("truncated", "missing"):
+        _damage(path, how)
+        with pytest.raises(ModelDirError) as caught:
+            load_model_dir(folder)
+        problem = "missing" if how == "missing" else "truncated: not a complete zip archive"
+        assert str(caught.value) == (
+            f"{path} is damaged or incomplete ({problem}); write it again: run the same "
+            "spade-train command (it rewrites it from the last checkpoint, step 7), or use "
+            "that checkpoint directly with --checkpoint latest (spade-export, "
+            "spade-synthesize).")
+        # Built from config.yaml, weighted from the checkpoint: the file is not read.
+        loaded = load_model_dir(folder, checkpoint="latest")
+        assert loaded.discriminator is None and loaded.encoder is None
+        np.testing.assert_array_equal(loaded.generator(semantic).numpy(), expected)

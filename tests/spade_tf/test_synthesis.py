@@ -121,7 +121,9 @@ def test_bad_inputs_name_the_file(model, tmp_path):
     summary = synthesize_files(backend, items, tmp_path / "out", seed=1, skip_bad=True)
     assert [r.status for r in summary.results] == ["skipped", "written"]
     assert summary.results[1].item.name == names[1]
-    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / "labels" / "map0.png")
+    # A colour map (a grey map saved as RGB, all channels equal, would be read as ids).
+    Image.fromarray(np.full((32, 32, 3), (9, 0, 0), np.uint8)).save(
+        tmp_path / "labels" / "map0.png")
     with pytest.raises(SynthesisError, match="RGB image; expected one channel of ids"):
         synthesize_files(backend, items, tmp_path / "out2", seed=1)
     Image.fromarray(np.zeros((32, 32), np.uint8)).save(tmp_path / "labels" / "map0.jpg")

@@ -5,6 +5,7 @@ import json
 import keras
 import numpy as np
 import pytest
+from support.processes import assert_one_line_error, run_command
 from support.scores import independent_miou
 from support.synthetic_data import make_synthetic_records
 
@@ -191,3 +192,34 @@ def test_segmentation_command(tmp_path, segmenters, palette, write_pngs, capsys)
     assert main(["segmentation", "--generated", str(tmp_path / "gen"), "--labels",
                  str(tmp_path / "lab"), "--segmenter", str(tmp_path / "nothing")]) == 2
     assert "not a SavedModel folder" in capsys.readouterr().err
+
+
+def test_kid_over_sets_of_the_subset_size_is_one_value_without_spread(
+        tmp_path, torchscript_detector, detector_features, write_pngs):
+    # The case: 8 real and 8 generated images, so every subset of 8 is all of them.
+    rng = np.random.default_rng(3)
+    real = rng.integers(0, 256, (8, 16, 16, 3), dtype=np.uint8)
+    generated = rng.integers(0, 256, (8, 16, 16, 3), dtype=np.uint8)
+    write_pngs(tmp_path / "real", {f"r{i}": image for i, image in enumerate(real)})
+    write_pngs(tmp_path / "gen", {f"g{i}": image for i, image in enumerate(generated)})
+    folders = ("--real", tmp_path / "real", "--generated", tmp_path / "gen",
+               "--inception", torchscript_detector)
+    result = run_command("spade-eval", "fid", *folders, "--json", tmp_path / "fid.json")
+    assert result.returncode == 0, result.stderr[-3000:]
+    kid = kernel_inception_distance(detector_features(real), detector_features(generated))
+    assert f"KID  {kid.mean:.6f}  (1 subset of 8: both folders hold 8 images, so every " \
+           "subset is all of them and there is no spread; more images give one)\n" \
+        in result.stdout
+    assert "±" not in result.stdout
+    values = json.loads((tmp_path / "fid.json").read_text())
+    assert (values["kid_std"], values["kid_num_subsets"], values["kid_subset_size"]) == \
+        (None, 1, 8)
+
+    # Subsets smaller than the sets keep the spread; a subset of 1 is refused up front.
+    result = run_command("spade-eval", "fid", *folders, "--kid-subset-size", 4,
+                         "--kid-subsets", 10)
+    assert result.returncode == 0 and "± " in result.stdout and "(10 subsets of 4)" \
+        in result.stdout, result.stdout + result.stderr[-2000:]
+    result = run_command("spade-eval", "fid", *folders, "--kid-subset-size", 1)
+    assert_one_line_error(result, "spade-eval fid", "--kid-subset-size 1: expected at least 2")
+    assert "spade-eval: real" not in result.stderr  # refused before reading any image

@@ -31,8 +31,8 @@ def test_label_maps_8_and_16_bit_but_not_rgb(tmp_path):
     np.testing.assert_array_equal(read_label_map(tmp_path / "wide.png"), ids.astype(np.int32))
     Image.fromarray(np.array([[1, 255]], np.uint8)).save(tmp_path / "narrow.png")
     np.testing.assert_array_equal(read_label_map(tmp_path / "narrow.png"), [[1, 255]])
-    Image.fromarray(np.zeros((2, 2, 3), np.uint8)).save(tmp_path / "colour.png")
-    with pytest.raises(EvaluationError, match="is a RGB image; expected one channel"):
+    Image.fromarray(np.array([[[9, 0, 0]]], np.uint8)).save(tmp_path / "colour.png")
+    with pytest.raises(EvaluationError, match="is an RGB image; expected one channel"):
         read_label_map(tmp_path / "colour.png")
 
 

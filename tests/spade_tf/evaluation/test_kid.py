@@ -26,17 +26,18 @@ def test_mmd_matches_the_loop():
     assert mmd2_unbiased(x, y) == pytest.approx(_loop_mmd2(x, y), rel=1e-12)
 
 
-def test_subsets_covering_the_sets_give_the_full_value_with_zero_spread():
+def test_sets_of_the_subset_size_give_one_subset_without_spread():
     rng = np.random.default_rng(1)
     x, y = rng.normal(size=(6, 4)), rng.normal(size=(9, 4)) * 1.5
-    # subset_size is clipped to 6: every x subset is a permutation of x (MMD ignores order);
-    # with equal sizes every subset is the whole of both sets.
+    # subset_size is clipped to 6: with equal sizes every draw is the whole of both sets
+    # (MMD ignores order), so there is one subset, not 5 copies with a spread of 0.
     kid = kernel_inception_distance(x, y[:6], num_subsets=5, subset_size=1000, seed=3)
-    assert kid.subset_size == 6 and kid.num_subsets == 5
+    assert (kid.subset_size, kid.num_subsets, kid.std) == (6, 1, None)
     assert kid.mean == pytest.approx(_loop_mmd2(x, y[:6]), rel=1e-12)
-    assert kid.std == pytest.approx(0.0, abs=1e-12)
     smaller = kernel_inception_distance(x, y, num_subsets=4, subset_size=1000, seed=3)
-    assert smaller.subset_size == 6 and smaller.std > 0
+    assert smaller.subset_size == 6 and smaller.num_subsets == 4 and smaller.std > 0
+    asked_once = kernel_inception_distance(x, y, num_subsets=1, subset_size=4, seed=3)
+    assert asked_once.num_subsets == 1 and asked_once.std is None
 
 
 def test_seeded_and_near_zero_for_one_distribution():

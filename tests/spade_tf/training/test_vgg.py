@@ -1,6 +1,6 @@
-"""VGG19 weights from local files: torchvision layout (parity with PyTorch) and Keras."""
+"""VGG19 weights from local files: torchvision layout (parity with PyTorch). Keras's file is
+in test_vgg_keras.py (no PyTorch needed)."""
 
-import keras
 import numpy as np
 import pytest
 from support import import_torch
@@ -51,22 +51,6 @@ def test_torchvision_state_dict_reproduces_pytorch_features(tmp_path):
     assert len(ours) == 5
     for got, want in zip(ours, expected, strict=True):
         np.testing.assert_allclose(np.asarray(got), want, rtol=1e-4, atol=1e-4)
-
-
-def test_keras_weights_file_and_its_preprocessing(tmp_path):
-    backbone = keras.applications.VGG19(include_top=False, weights=None,
-                                        input_shape=(None, None, 3))
-    path = tmp_path / "vgg19_notop.weights.h5"
-    backbone.save_weights(path)
-    reference = keras.Model(backbone.input, backbone.get_layer("block1_conv1").output)
-    vgg = load_vgg_features(path)
-    assert vgg.preprocessing == "keras"
-    image = np.zeros((1, 16, 16, 3), np.float32)  # mid-grey
-    # Keras preprocessing: 0..255 scale, BGR, minus the ImageNet means.
-    pixels = np.full((1, 16, 16, 3), 127.5) - np.array([103.939, 116.779, 123.68])
-    np.testing.assert_allclose(np.asarray(vgg(image)[0]),
-                               np.asarray(reference(pixels.astype(np.float32))),
-                               rtol=1e-5, atol=1e-4)
 
 
 def test_missing_and_bad_files(tmp_path):

@@ -1,0 +1,70 @@
+"""A finished run's network files written again from its last checkpoint.
+
+Training refreshes ``generator.keras`` (and ``discriminator.keras``, ``encoder.keras``)
+at each epoch's end. Once a run is finished nothing trains, so a file lost or damaged
+afterwards (a full disk, a copy stopped halfway) would never be written again; the same
+``spade-train`` command rewrites it from the last checkpoint, which holds the weights of
+the last epoch's end.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from spade_tf.config import Config
+from spade_tf.model_dir import (
+    CONFIG_FILE,
+    NETWORK_FILES,
+    load_model_dir,
+    network_file_problem,
+)
+
+# train.mixed_precision -> the precision load_model_dir builds under: the rewritten files
+# then record the dtype policies that training's own files record.
+_PRECISIONS = {"float32": "float32", "mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}
+STAGING = ".networks.tmp"  # the staging folder of training's own writer
+
+
+def network_problems(model_dir: Path, config: Config) -> dict[str, str]:
+    """The network files a finished run of ``config`` holds that are missing or damaged:
+    {role: what is wrong}."""
+    roles = ["generator", "discriminator"] + (["encoder"] if config.model.use_vae else [])
+    problems = {role: network_file_problem(model_dir / NETWORK_FILES[role]) for role in roles}
+    return {role: problem for role, problem in problems.items() if problem is not None}
+
+
+def rewrite_damaged_networks(model_dir: str | os.PathLike, config: Config,
+                             checkpoint: str) -> dict[str, str]:
+    """Write again, from ``checkpoint`` (a checkpoint path), those of the run's network
+    files that are missing or damaged; returns {file name: what was wrong} (empty: all
+    sound, nothing written).
+
+    Each file is written into a staging folder and renamed over the old one.
+    """
+    model_dir = Path(model_dir)
+    problems = network_problems(model_dir, config)
+    if not problems:
+        return {}
+    written = {NETWORK_FILES[role]: problem for role, problem in problems.items()}
+    staging = model_dir / STAGING
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        if not (model_dir / CONFIG_FILE).is_file():  # the networks are built from it
+            (staging / CONFIG_FILE).write_text(config.with_class_table().to_yaml())
+            os.replace(staging / CONFIG_FILE, model_dir / CONFIG_FILE)
+            written[CONFIG_FILE] = "missing"
+        step = int(checkpoint.rsplit("-", 1)[-1])
+        loaded = load_model_dir(model_dir, networks=tuple(dict.fromkeys(["generator",
+                                                                         *problems])),
+                                checkpoint=step,
+                                precision=_PRECISIONS[config.train.mixed_precision])
+        for role in problems:
+            getattr(loaded, role).save(staging / NETWORK_FILES[role])
+        for role in problems:
+            os.replace(staging / NETWORK_FILES[role], model_dir / NETWORK_FILES[role])
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return written
