@@ -123,3 +123,14 @@ def test_spade_serve_names_each_address_once(tmp_path):
     assert output.count(address) == 2, output  # the API's and the painter's URL, one line
     grpc_address = next(line for line in lines if "listening on" in line).split()[-1]
     assert output.count(grpc_address) == 1, output
+
+
+def test_precision_help_says_what_is_stored():
+    """The export and the generated images store the network in the precision asked for."""
+    export, generate = run_commands(("spade-export", "--help"),
+                                    ("spade-eval", "generate", "--help"), timeout=120)
+    for result in (export, generate):
+        text = " ".join(result.stdout.split())
+        assert result.returncode == 0
+        assert "the network is stored and run in it" in text, text
+        assert "weights stay float32" not in text
