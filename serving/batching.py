@@ -28,12 +28,11 @@ from google.protobuf import (
     descriptor_pb2,
     descriptor_pool,
     message_factory,
-    text_format,
     wrappers_pb2,
 )
 
 from serving.errors import RequestError
-from serving.text_proto import read_text_proto
+from serving.text_proto import parse_text_proto, read_text_proto
 from spade_tf.errors import SpadeError
 
 log = logging.getLogger(__name__)
@@ -163,12 +162,8 @@ def _values(message, source: str) -> BatchingParameters:
 
 def parse_batching_parameters(text: str, source: str = "<text>") -> BatchingParameters:
     """Text-format ``BatchingParameters`` -> :class:`BatchingParameters`."""
-    message = BatchingParametersProto()
-    try:
-        text_format.Parse(text, message)
-    except text_format.ParseError as err:
-        raise BatchingConfigError(f"{source}: not a text-format BatchingParameters: {err} "
-                                  f"(fix that line; {_EXAMPLE})") from None
+    message = parse_text_proto(text, BatchingParametersProto(), source, _EXAMPLE,
+                               BatchingConfigError)
     return _values(message, source)
 
 

@@ -33,11 +33,18 @@ def read_text_proto(path: str | os.PathLike, message: Message, what: str, exampl
     except (OSError, UnicodeDecodeError) as problem:
         raise error(f"{what} {path} cannot be read ({problem}): make it a readable UTF-8 "
                     "text file.") from None
+    return parse_text_proto(text, message, str(path), example, error)
+
+
+def parse_text_proto(text: str, message: Message, source: str, example: str,
+                     error: type[Exception]) -> Message:
+    """Parse ``text`` into ``message`` (returned); a syntax error is ``error`` naming
+    ``source`` and the line and column."""
     try:
         return text_format.Parse(text, message)
     except text_format.ParseError as problem:
         line, column = problem.GetLine(), problem.GetColumn()
-        where = f"{path}:{line}:{column}" if line is not None else str(path)
+        where = f"{source}:{line}:{column}" if line is not None else source
         detail = _POSITION.sub("", str(problem)).rstrip(".")
         raise error(f"{where}: not a text-format {message.DESCRIPTOR.name}: {detail}; fix "
                     f"that line ({example}).") from None

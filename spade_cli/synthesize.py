@@ -280,7 +280,7 @@ def _pictures(args: argparse.Namespace, summary, classes, out: Path) -> list[str
     from PIL import Image
 
     from spade_tf.synthesis import SynthesisError, read_maps, write_png_atomic
-    from spade_tf.visualize import MAX_SHEET_ROWS, contact_sheet
+    from spade_tf.visualize import MAX_SHEET_ROWS, contact_sheet, write_index_html
 
     def shown(read_image: bool):
         """(result, label map in colours, image or its (height, width)) per listed map;
@@ -317,46 +317,12 @@ def _pictures(args: argparse.Namespace, summary, classes, out: Path) -> list[str
                                             (result.output, size)]))
         kept = summary.count("kept")
         note = f"{len(rows)} images" + (f" ({kept} kept from before)" if kept else "")
-        page = _write_page(out / "index.html", f"{TOOL}: {out.name}", rows,
-                           note + "; label maps in the model's class colours.")
+        page = write_index_html(out / "index.html", f"{TOOL}: {out.name}",
+                                ["label map", "image"], rows,
+                                note + "; label maps in the model's class colours.",
+                                head=PAGE_MARK, row_height=PAGE_ROW_HEIGHT)
         notes.append(f"index page {page}")
     return notes
-
-
-def _write_page(page: Path, title: str, rows: list, note: str) -> Path:
-    """An HTML table of (name, [(file, (height, width))]) rows, links relative to the page,
-    each picture shown PAGE_ROW_HEIGHT high at its own aspect ratio; written atomically."""
-    import html
-    import os
-
-    def link(file: Path) -> str:
-        return html.escape(Path(os.path.relpath(file.resolve(), page.parent.resolve()))
-                           .as_posix(), quote=True)
-
-    body = []
-    for name, cells in rows:
-        shown = "".join(
-            f'<td><a href="{link(file)}"><img src="{link(file)}" alt="{html.escape(file.name)}" '
-            f'width="{max(1, round(width * PAGE_ROW_HEIGHT / height))}" '
-            f'height="{PAGE_ROW_HEIGHT}"></a></td>' for file, (height, width) in cells)
-        body.append(f"<tr><td>{html.escape(name)}</td>{shown}</tr>")
-    text = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8">{PAGE_MARK}<title>{html.escape(title)}</title>
-<style>body{{font-family:sans-serif;margin:1em}} td,th{{padding:4px;text-align:left;
-vertical-align:top}} img{{image-rendering:pixelated}}</style></head>
-<body><h1>{html.escape(title)}</h1><p>{html.escape(note)}</p>
-<table><tr><th>name</th><th>label map</th><th>image</th></tr>
-{chr(10).join(body)}
-</table></body></html>
-"""
-    staging = page.with_name(f".{page.name}.tmp")
-    try:
-        staging.write_text(text, encoding="utf-8")
-        os.replace(staging, page)
-    except BaseException:
-        staging.unlink(missing_ok=True)
-        raise
-    return page
 
 
 def _size_text(path: Path) -> str:

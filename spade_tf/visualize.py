@@ -46,9 +46,13 @@ def contact_sheet(rows: Sequence[Sequence[np.ndarray]], row_height: int = SHEET_
 
 
 def write_index_html(path: str | os.PathLike, title: str, columns: Sequence[str],
-                     rows: Sequence[tuple[str, Sequence[str | os.PathLike]]],
-                     note: str = "") -> Path:
-    """An HTML table: one row per (name, image files), links relative to the page."""
+                     rows: Sequence[tuple[str, Sequence[tuple[str | os.PathLike,
+                                                              tuple[int, int]]]]],
+                     note: str = "", head: str = "", row_height: int = 256) -> Path:
+    """An HTML table: one row per (name, [(image file, (height, width))]), links relative to
+    the page, each picture ``row_height`` pixels high at its own aspect ratio. ``head`` is
+    added to the page's head (a tool's mark); the page is written under a hidden name and
+    renamed into place."""
     page = Path(path)
     folder = page.parent.resolve()
 
@@ -56,19 +60,29 @@ def write_index_html(path: str | os.PathLike, title: str, columns: Sequence[str]
         return html.escape(Path(os.path.relpath(Path(file).resolve(), folder)).as_posix(),
                            quote=True)
 
-    head = "".join(f"<th>{html.escape(column)}</th>" for column in ("name", *columns))
+    titles = "".join(f"<th>{html.escape(column)}</th>" for column in ("name", *columns))
     body = []
     for name, files in rows:
-        cells = "".join(f'<td><a href="{relative(f)}"><img src="{relative(f)}" '
-                        f'alt="{html.escape(Path(f).name)}"></a></td>' for f in files)
+        cells = "".join(
+            f'<td><a href="{relative(f)}"><img src="{relative(f)}" '
+            f'alt="{html.escape(Path(f).name)}" '
+            f'width="{max(1, round(width * row_height / height))}" height="{row_height}">'
+            "</a></td>" for f, (height, width) in files)
         body.append(f"<tr><td>{html.escape(name)}</td>{cells}</tr>")
-    page.write_text(f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+    text = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">{head}<title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;margin:1em}} td,th{{padding:4px;text-align:left;
-vertical-align:top}} img{{max-height:256px;image-rendering:pixelated}}</style></head>
+vertical-align:top}} img{{image-rendering:pixelated}}</style></head>
 <body><h1>{html.escape(title)}</h1><p>{html.escape(note)}</p>
-<table><tr>{head}</tr>
+<table><tr>{titles}</tr>
 {chr(10).join(body)}
 </table></body></html>
-""", encoding="utf-8")
+"""
+    staging = page.with_name(f".{page.name}.tmp")
+    try:
+        staging.write_text(text, encoding="utf-8")
+        os.replace(staging, page)
+    except BaseException:
+        staging.unlink(missing_ok=True)
+        raise
     return page

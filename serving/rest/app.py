@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import zlib
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -28,8 +27,6 @@ import grpc
 from serving.rest.codes import error_json, http_status
 from serving.rest.routes import API_PATH, RestApi, is_prediction
 from serving.rest.static_files import content_type, static_file
-
-log = logging.getLogger(__name__)
 
 Scope = Mapping
 Receive = Callable[[], Awaitable[dict]]
@@ -242,7 +239,6 @@ class _Answer:
         self.cors_origin = cors_origin
         self.head = head
         self.close = False
-        self.sent = False
 
     async def send(self, status: int, body: bytes, kind: str = "application/json",
                    extra: Mapping[str, str] | None = None) -> None:
@@ -255,7 +251,6 @@ class _Answer:
         headers += list((extra or {}).items())
         if self.close:
             headers.append(("Connection", "close"))
-        self.sent = True
         await self._send({"type": "http.response.start", "status": status,
                           "headers": [(name.encode(), value.encode())
                                       for name, value in headers]})

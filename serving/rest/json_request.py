@@ -41,7 +41,7 @@ _INTEGERS = {
 _MAX_RANK = 254  # TensorShape's limit
 _EXCERPT_CHARS = 200  # JSON values quoted in messages are cut to this length
 _B64_KEY = "b64"
-_BYTES_SUFFIX = "_bytes"
+BYTES_SUFFIX = "_bytes"
 
 
 # -- JSON values in messages -------------------------------------------------------------
@@ -109,7 +109,7 @@ def _json_type(value) -> str:
     return "Number"
 
 
-def _type_name(dtype: int) -> str:
+def type_name(dtype: int) -> str:
     if dtype in _TYPE_NAMES:
         return _TYPE_NAMES[dtype]
     try:
@@ -120,7 +120,7 @@ def _type_name(dtype: int) -> str:
 
 def _type_error(value, dtype: int) -> RequestError:
     return _invalid(f"JSON Value: {_excerpt(value)} Type: {_json_type(value)} is not of "
-                    f"expected type: {_type_name(dtype)}")
+                    f"expected type: {type_name(dtype)}")
 
 
 def _lossy_error(value, target: str) -> RequestError:
@@ -279,9 +279,9 @@ class _Tensor:
             _, digits, largest = _FLOATS[dtype]
             if isinstance(value, int):
                 if abs(value) > (1 << digits) - 1:
-                    raise _lossy_error(value, _type_name(dtype))
+                    raise _lossy_error(value, type_name(dtype))
             elif math.isfinite(value) and abs(value) > largest:
-                raise _lossy_error(value, _type_name(dtype))
+                raise _lossy_error(value, type_name(dtype))
             return value
         if self._ints is not None:
             if isinstance(value, bool) or not isinstance(value, int):
@@ -297,7 +297,7 @@ class _Tensor:
             return value.encode("utf-8", "surrogatepass")
         raise RequestError(grpc.StatusCode.UNIMPLEMENTED,
                            f"Conversion of JSON Value: {_excerpt(value)} to type: "
-                           f"{_type_name(dtype)}")
+                           f"{type_name(dtype)}")
 
     def array(self, shape: list[int]) -> np.ndarray:
         if self.dtype == types_pb2.DT_STRING:

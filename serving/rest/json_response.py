@@ -13,7 +13,7 @@ import orjson
 import tensorflow as tf
 
 from serving.rest.codes import invalid as _invalid
-from serving.rest.json_request import _BYTES_SUFFIX, COLUMNAR, ROW, _type_name
+from serving.rest.json_request import BYTES_SUFFIX, COLUMNAR, ROW, type_name
 
 _WRITABLE_INTEGERS = {"int8", "int16", "int32", "uint8", "int64", "uint32", "uint64"}
 
@@ -35,7 +35,7 @@ def _nested(items: list[str], shape: tuple[int, ...]) -> str:
 
 def _output_type_name(array: np.ndarray) -> str:
     try:
-        return _type_name(tf.dtypes.as_dtype(array.dtype).as_datatype_enum)
+        return type_name(tf.dtypes.as_dtype(array.dtype).as_datatype_enum)
     except TypeError:
         return array.dtype.name
 
@@ -65,7 +65,7 @@ def _values_json(name: str, array: np.ndarray) -> str:
             texts = [_finish_decimal(text) for text in texts]
         return _nested(texts, array.shape)
     if array.dtype == object or array.dtype.kind == "S":
-        as_bytes = name.endswith(_BYTES_SUFFIX)
+        as_bytes = name.endswith(BYTES_SUFFIX)
         texts = []
         for value in array.ravel().tolist():
             value = value if isinstance(value, bytes) else str(value).encode()
@@ -77,7 +77,7 @@ def _values_json(name: str, array: np.ndarray) -> str:
             except UnicodeDecodeError:
                 raise _invalid(f"Failed to write JSON value for tensor type: string (output "
                                f"{name!r} holds bytes that are not UTF-8: name it "
-                               f"'...{_BYTES_SUFFIX}' to get them as base64)") from None
+                               f"'...{BYTES_SUFFIX}' to get them as base64)") from None
         return _nested(texts, array.shape)
     raise _invalid(f"Failed to write JSON value for tensor type: {_output_type_name(array)}")
 
