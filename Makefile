@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: setup browser test lint demo paint bench clean
+.PHONY: setup browser test lint demo paint bench check-pypi-torch clean
 
 setup: $(STAMP)
 
@@ -42,9 +42,15 @@ lint: $(STAMP)
 
 # torch is installed above, so the PyTorch parity tests must run: with this set, a missing
 # torch fails them instead of skipping them (tests/support: import_torch).
+# Two pytest-xdist workers, one per core, in pytest-randomly's order (it prints the seed:
+# PYTEST_ARGS=--randomly-seed=N repeats an order, PYTEST_ARGS="-p no:randomly" keeps the
+# files' own). --dist loadfile: all the tests of a file run on one worker, so its module-
+# and session-scoped fixtures (servers, the long runs of tests/support/background.py) are
+# made once, not once per worker; the session's exports are shared by both workers
+# (tests/support/exports.py).
 test: export SPADE_TF_REQUIRE_TORCH = 1
 test: lint browser
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
 demo: $(DEMO_STAMP)
 	$(BIN)/python scripts/demo.py --out demo_output
@@ -58,6 +64,17 @@ paint: $(DEMO_STAMP)
 # Figures, not tests: ours vs PyTorch (generator, training step), input pipeline, serving.
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
+
+# PyTorch from PyPI (its CUDA build brings triton) beside TensorFlow: builds a venv with
+# PyPI's torch in .cache/ (a few GB) and runs the PyTorch-side tests and the training
+# benchmark's PyTorch worker with it (scripts/check_pypi_torch.sh says why).
+PYPI_TORCH_VENV ?= .cache/pypi-torch-venv
+check-pypi-torch:
+	test -x $(PYPI_TORCH_VENV)/bin/python || { $(PYTHON) -m venv $(PYPI_TORCH_VENV) && \
+	  $(PYPI_TORCH_VENV)/bin/pip install --quiet --index-url https://pypi.org/simple torch && \
+	  $(PYPI_TORCH_VENV)/bin/pip install --quiet --index-url https://pypi.org/simple \
+	    -e ".[test,convert]"; }
+	bash scripts/check_pypi_torch.sh $(PYPI_TORCH_VENV)
 
 clean:
 	rm -rf $(VENV) demo_output .pytest_cache

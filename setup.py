@@ -1,10 +1,16 @@
 """spade-tf: SPADE / GauGAN semantic image synthesis for TensorFlow 2 and Keras 3."""
 
+import runpy
 from pathlib import Path
 
 from setuptools import find_packages, setup
 
 ROOT = Path(__file__).parent
+# The console commands' one table, spade_cli/commands.py. setup.py runs before the
+# package is installed, so `import spade_cli` here would find nothing, or an older
+# installed copy (the source folder is on sys.path only under some build front-ends):
+# that one small file, which imports nothing, is run by its path instead.
+COMMANDS = runpy.run_path(str(ROOT / "spade_cli" / "commands.py"))
 
 
 def read_version() -> str:
@@ -49,20 +55,13 @@ setup(
     ],
     extras_require={
         # selenium drives Debian's chromium in the painter's browser tests.
-        "test": ["pytest>=8.0", "pytest-timeout>=2.3", "ruff==0.17.6", "selenium>=4.20"],
+        "test": ["pytest>=8.0", "pytest-timeout>=2.3", "pytest-xdist>=3.5", "pytest-randomly>=3.15",
+                 "ruff==0.17.6", "selenium>=4.20"],
         # Only for reading the reference's PyTorch checkpoints; never a runtime need.
         "convert": ["torch>=2.1"],
     },
     entry_points={
-        "console_scripts": [
-            "spade-tfrecords=spade_cli.tfrecords:main",
-            "spade-train=spade_cli.train:main",
-            "spade-convert-torch=spade_cli.convert_torch:main",
-            "spade-export=spade_cli.export:main",
-            "spade-eval=spade_cli.evaluate:main",
-            "spade-serve=spade_cli.serve:main",
-            "spade-synthesize=spade_cli.synthesize:main",
-        ],
+        "console_scripts": COMMANDS["console_scripts"](),
     },
     classifiers=[
         "Programming Language :: Python :: 3",

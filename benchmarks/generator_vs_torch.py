@@ -2,7 +2,7 @@
 
 ADE20K at 256x256 (configs/ade20k.yaml: 151 semantic channels, ``normal`` upsampling,
 base_filters 64, 96.5M parameters), batch 1, on this machine's CPU. The PyTorch network
-is the parity tests' reference (spade_tf/testing/torch_reference.py), randomised with
+is the parity tests' reference (spade_tf/testing/torch_reference/), randomised with
 ``randomize_``; its state dict goes through ``spade_tf.convert`` so both sides hold the
 same weights. The randomised network is checked not to saturate (a generator whose
 tanh output sits at +-1 would hide any precision difference).
@@ -124,7 +124,9 @@ def _spread(image: np.ndarray) -> dict:
 
 def _calibrate(network, semantic, passes: int = 4) -> None:
     """Running statistics from training-mode passes, so activations stay normalised."""
-    import torch
+    from spade_tf.torch_import import import_torch_beside_tensorflow
+
+    torch = import_torch_beside_tensorflow()
 
     for module in network.modules():
         if isinstance(module, torch.nn.BatchNorm2d):
@@ -140,12 +142,13 @@ def _calibrate(network, semantic, passes: int = 4) -> None:
 def prepare(work: Path, crop_size: int, seed: int, variants: list[str]) -> dict:
     """Random PyTorch generator -> state dict -> converted Keras model folder + input, and
     its exports when export variants are asked for."""
-    import torch
-
     from spade_tf.config import load_config
     from spade_tf.convert import convert_reference_checkpoints
     from spade_tf.export import export_model
     from spade_tf.testing import torch_reference as reference
+    from spade_tf.torch_import import import_torch_beside_tensorflow
+
+    torch = import_torch_beside_tensorflow()
 
     config = load_config(CONFIG, [f"model.crop_size={crop_size}"])
     model = config.model
@@ -195,9 +198,10 @@ def prepare(work: Path, crop_size: int, seed: int, variants: list[str]) -> dict:
 def _torch_call(work: Path, setup: dict, precision: str):
     import contextlib
 
-    import torch
-
     from spade_tf.testing import torch_reference as reference
+    from spade_tf.torch_import import import_torch_beside_tensorflow
+
+    torch = import_torch_beside_tensorflow()
 
     torch.set_num_threads(os.cpu_count())
     network = reference.SPADEGenerator(
@@ -237,7 +241,7 @@ def _export_call(work: Path, precision: str):
 def _keras_call(work: Path, precision: str, mode: str):
     import tensorflow as tf
 
-    from spade_tf.folding import load_for_inference
+    from spade_tf.inference_loader import load_for_inference
     from spade_tf.model_dir import load_model_dir
 
     threads = {"tf_intra_op": tf.config.threading.get_intra_op_parallelism_threads()

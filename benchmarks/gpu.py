@@ -75,7 +75,7 @@ def _figure(name: str, timing, images: int, **extra) -> dict:
 
 
 def keras_generator(args) -> list[dict]:
-    from spade_tf.folding import fold_for_inference
+    from spade_tf.inference_loader import fold_for_inference
     from spade_tf.models import build_generator, build_semantic_input
 
     config = _config(args.quick, batch=args.batch)
@@ -99,7 +99,7 @@ def keras_generator(args) -> list[dict]:
 
 
 def keras_training(args) -> list[dict]:
-    from spade_tf.training.train import build_trainer
+    from spade_tf.training import build_trainer
     from spade_tf.training.vgg import random_vgg_features
 
     devices = [d.name for d in tf.config.list_logical_devices("GPU" if GPUS else "CPU")]
@@ -136,22 +136,27 @@ def keras_training(args) -> list[dict]:
 
 
 def _torch_device():
-    import torch
+    from spade_tf.torch_import import import_torch_beside_tensorflow
+
+    torch = import_torch_beside_tensorflow()
 
     return torch.device("cuda:0" if GPUS and torch.cuda.is_available() else "cpu")
 
 
 def _synchronize(device) -> None:
-    import torch
+    from spade_tf.torch_import import import_torch_beside_tensorflow
+
+    torch = import_torch_beside_tensorflow()
 
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
 def torch_generator(args) -> list[dict]:
-    import torch
-
     from spade_tf.testing import torch_reference as reference
+    from spade_tf.torch_import import import_torch_beside_tensorflow
+
+    torch = import_torch_beside_tensorflow()
 
     device = _torch_device()
     config = _config(args.quick, batch=args.batch)
@@ -183,7 +188,9 @@ def torch_generator(args) -> list[dict]:
 
 def torch_training(args) -> list[dict]:
     """PyTorch's reference step (benchmarks/training_step.py's) on one device."""
-    import torch
+    from spade_tf.torch_import import import_torch_beside_tensorflow
+
+    torch = import_torch_beside_tensorflow()
 
     device = _torch_device()
     precisions = ["mixed_bfloat16"] + (["mixed_float16"] if device.type == "cuda" else [])

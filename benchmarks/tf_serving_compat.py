@@ -228,10 +228,10 @@ def _warmup_inputs(version_dir: Path) -> dict:
     import tensorflow as tf
     from tensorflow_serving.apis import prediction_log_pb2
 
-    from spade_tf import signatures as sig
+    from spade_tf import layout
 
     requests = {}
-    for record in tf.data.TFRecordDataset(str(version_dir / sig.WARMUP_FILE)):
+    for record in tf.data.TFRecordDataset(str(version_dir / layout.WARMUP_FILE)):
         request = prediction_log_pb2.PredictionLog.FromString(record.numpy()).predict_log.request
         requests[request.model_spec.signature_name] = {
             key: tf.make_ndarray(proto) for key, proto in request.inputs.items()}
@@ -244,9 +244,10 @@ def _random_inputs(version_dir: Path, requests: dict, seed: int) -> dict:
     import numpy as np
     import tensorflow as tf
 
+    from spade_tf import layout
     from spade_tf import signatures as sig
 
-    num_classes = json.loads((version_dir / sig.SPADE_METADATA_FILE).read_text())["num_classes"]
+    num_classes = json.loads((version_dir / layout.SPADE_METADATA_FILE).read_text())["num_classes"]
     highs = {sig.LABEL_IDS: num_classes, sig.INSTANCE_IDS: num_classes, sig.SEED: 2**31,
              sig.STYLE_IMAGE: 256, sig.LABEL_PNG: num_classes, sig.INSTANCE_PNG: num_classes,
              sig.STYLE_PNG: 256}

@@ -110,9 +110,10 @@ def torch_step(config, precision: str, device: str = "cpu"):
     ``step()`` returns the losses, so it returns when the step's work is done (on a GPU
     too: reading them synchronizes).
     """
-    import torch
-
     from spade_tf.testing import torch_reference as reference
+    from spade_tf.torch_import import import_torch_beside_tensorflow
+
+    torch = import_torch_beside_tensorflow()
 
     torch.set_num_threads(os.cpu_count())
     model, train = config.model, config.train
@@ -148,7 +149,7 @@ def _keras_step(config):
     import keras
     import tensorflow as tf
 
-    from spade_tf.training.train import build_trainer
+    from spade_tf.training import build_trainer
     from spade_tf.training.vgg import random_vgg_features
 
     keras.utils.set_random_seed(config.train.seed)
@@ -213,7 +214,9 @@ def run_case(case: str, framework: str, precision: str, jit: bool, crop_size: in
 
 def _threads(framework: str) -> str:
     if framework == "torch":
-        import torch
+        from spade_tf.torch_import import import_torch_beside_tensorflow
+
+        torch = import_torch_beside_tensorflow()
 
         return f"PyTorch intra-op {torch.get_num_threads()}"
     import tensorflow as tf

@@ -30,19 +30,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the project's packages, also when it is not installed
 
+from spade_cli.commands import command_module  # noqa: E402
 from spade_cli.quiet import quiet_tensorflow  # noqa: E402
+from spade_tf.atomic import write_text  # noqa: E402
 
 # Subprocesses find the project even when it is not installed (python scripts/demo.py).
 ENVIRONMENT = {**os.environ, "PYTHONPATH": os.pathsep.join(
     filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-# The console scripts, run as modules so the demo works without them on PATH.
-COMMANDS = {
-    "spade-tfrecords": ["spade_cli.tfrecords"],
-    "spade-train": ["spade_cli.train"],
-    "spade-export": ["spade_cli.export"],
-    "spade-serve": ["spade_cli.serve"],
-    "spade-synthesize": ["spade_cli.synthesize"],
-}
 SERVER_START_SECONDS = 180
 MARKER = ".spade-demo"  # marks a folder this script may clear
 
@@ -69,7 +63,8 @@ def stage(name: str, timings: dict[str, float]):
 def command_line(tool: str, *args: object) -> list[str]:
     """``tool args`` as the argument vector that runs it with this interpreter."""
     print(f"[demo] $ {tool} {shlex.join(str(arg) for arg in args)}", flush=True)
-    return [sys.executable, "-m", *COMMANDS[tool], *map(str, args)]
+    # Run as modules (spade_cli.commands' table) so the demo works without them on PATH.
+    return [sys.executable, "-m", command_module(tool), *map(str, args)]
 
 
 def start_tool(tool: str, *args: object, **popen) -> subprocess.Popen:
@@ -290,12 +285,13 @@ def main(argv: list[str] | None = None) -> int:
             "median_request_ms": 1000 * float(np.median(latencies[1:] or latencies)),
             "stage_seconds": timings, "total_seconds": time.perf_counter() - started,
         }
-        (out / "summary.json").write_text(json.dumps(summary, indent=2))
+        write_text(out / "summary.json", json.dumps(summary, indent=2))
 
     relative = os.path.relpath(out)
     from spade_tf.config import load_config
+    from spade_tf.layout import CONFIG_FILE
 
-    table = load_config(run / "config.yaml").classes()
+    table = load_config(run / CONFIG_FILE).classes()
     classes = ", ".join(f"{index} {name}" for index, name in enumerate(table.names))
     print(f"""
 [demo] finished in {summary['total_seconds'] / 60:.1f} min

@@ -5,7 +5,7 @@
   port TF Serving's REST API too;
 - :mod:`serving.rest`: TF Serving's REST API (and the painter's static files);
 - :mod:`serving.model_manager`: finding, loading, warming up and hot-swapping versions;
-- :mod:`serving.layout`: what a model base path must hold (checked before TensorFlow loads);
+- :mod:`serving.base_path`: what a model base path must hold (checked before TensorFlow loads);
 - :mod:`serving.client`: ``SpadeClient``, for this server and for TensorFlow Serving alike;
 - ``serving/painter/``: the GauGAN painter page; ``serving/deploy/``: TF Serving set-ups.
 

@@ -20,7 +20,7 @@ appear once; ``model_platform`` must be ``"tensorflow"`` (or the deprecated
 ``model_type: TENSORFLOW``). Checked here as well, because the folders are known before
 anything loads: a ``specific`` policy must list versions, a label must name one of them
 (unless labels for unavailable versions are allowed), and each base path must look like
-one (:func:`serving.layout.check_model_base_path`).
+one (:func:`serving.base_path.check_model_base_path`).
 
 One difference: TF Serving refuses a relative ``base_path`` (unless it runs with
 ``--model_config_list_root_dir``); here it is taken relative to the current directory.
@@ -38,7 +38,7 @@ from pathlib import Path
 
 from tensorflow_serving.config import model_server_config_pb2
 
-from serving.layout import ServerStartError, check_model_base_path
+from serving.base_path import ServerStartError, check_model_base_path
 from serving.text_proto import read_text_proto
 from spade_tf.errors import SpadeError
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -31,7 +30,6 @@ from tensorflow_serving.apis import get_model_status_pb2, model_pb2
 from serving.model_config import LATEST, VersionPolicy
 from serving.servable import (  # noqa: F401 (re-exported: callers import them from here)
     MAX_WARMUP_RECORDS,
-    SAVED_MODEL_FILE,
     LoadError,
     RequestError,
     ServableVersion,
@@ -39,12 +37,11 @@ from serving.servable import (  # noqa: F401 (re-exported: callers import them f
 )
 from spade_tf import signatures as sig
 from spade_tf.errors import SpadeError
+from spade_tf.layout import SAVED_MODEL_FILE, version_folders
 
 log = logging.getLogger(__name__)
 
 State = get_model_status_pb2.ModelVersionStatus.State
-# Only plain ASCII digits name a version ("12"); anything else is not a version folder.
-_VERSION_NAME = re.compile(r"[0-9]+")
 
 
 @dataclass
@@ -133,14 +130,9 @@ class ModelManager:
     # -- disk -----------------------------------------------------------------------
 
     def versions_on_disk(self) -> dict[int, Path]:
-        """Integer version folders that hold a SavedModel (others are ignored)."""
-        try:
-            entries = list(self.base_path.iterdir())
-        except OSError:
-            return {}
-        return {int(entry.name): entry for entry in entries
-                if _VERSION_NAME.fullmatch(entry.name) and entry.is_dir()
-                and (entry / SAVED_MODEL_FILE).is_file()}
+        """Integer version folders that hold a SavedModel (others are ignored), by version
+        (:func:`spade_tf.layout.version_folders`)."""
+        return version_folders(self.base_path)
 
     # -- loading --------------------------------------------------------------------
 

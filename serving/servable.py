@@ -25,12 +25,12 @@ from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 from tensorflow_serving.apis import prediction_log_pb2
 
 from serving.errors import RequestError
+from spade_tf import layout
 from spade_tf import signatures as sig
 from spade_tf.errors import readable_tf_message, strip_tf_internals
 
 log = logging.getLogger(__name__)
 
-SAVED_MODEL_FILE = "saved_model.pb"
 # TF Serving replays at most this many warm-up records.
 MAX_WARMUP_RECORDS = 1000
 # tf.errors codes are the canonical gRPC codes, so the number maps straight across.
@@ -118,7 +118,7 @@ class ServableVersion:
         self._in_flight_lock = threading.Lock()
         try:
             saved = saved_model_pb2.SavedModel.FromString(
-                (self.path / SAVED_MODEL_FILE).read_bytes())
+                (self.path / layout.SAVED_MODEL_FILE).read_bytes())
             self.loaded = tf.saved_model.load(str(self.path))
         except Exception as error:  # any failure is this version's load failure
             detail = readable_tf_message(str(error))[:500]
@@ -128,7 +128,7 @@ class ServableVersion:
         self.signature_defs: dict[str, meta_graph_pb2.SignatureDef] = {
             name: meta_graph.signature_def[name] for name in sorted(meta_graph.signature_def)
             if name in self.loaded.signatures}
-        metadata_file = self.path / sig.SPADE_METADATA_FILE
+        metadata_file = self.path / layout.SPADE_METADATA_FILE
         self.metadata: dict = json.loads(metadata_file.read_text()) \
             if metadata_file.is_file() else {}
         self._scheduler = self._batch_scheduler()
@@ -267,7 +267,7 @@ class ServableVersion:
 
     def warm_up(self) -> int:
         """Replay ``assets.extra/tf_serving_warmup_requests``, as TF Serving does on load."""
-        path = self.path / sig.WARMUP_FILE
+        path = self.path / layout.WARMUP_FILE
         if not path.is_file():
             return 0
         count = 0

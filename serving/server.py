@@ -35,7 +35,7 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from serving.layout import ServerStartError, check_model_base_path
+from serving.base_path import ServerStartError, check_model_base_path
 from serving.metrics import MonitoringConfig, ServingMetrics, observed
 from serving.model_manager import LabelError, RequestError, ServableVersion, ServingHooks
 from serving.registry import ModelRegistry

@@ -15,6 +15,7 @@ command                       module                          library it drives
 Each module's ``main(argv)`` builds an ``argparse`` parser and hands it to
 :func:`spade_cli.app.run`, which parses, quiets TensorFlow, runs the command and turns the
 library's errors into one line and an exit status. Modules import TensorFlow only after
-parsing, so ``--help`` answers at once (``spade_tf``'s ``__init__`` sees this package
-loaded and skips registering its Keras classes up front; see there).
+parsing, so ``--help`` answers at once (``import spade_tf`` imports no TensorFlow: its
+public names load on first use; see there). The table of commands, read by ``setup.py``,
+is :mod:`spade_cli.commands`.
 """

@@ -94,6 +94,15 @@ class _Parser(argparse.ArgumentParser):
             self.error(f"unrecognized option {name}{hint}")
 
 
+def add_precision_option(parser: argparse.ArgumentParser, scope: str = "") -> None:
+    """``--precision``, the same flag, words and default in every inference command."""
+    from spade_tf.config import PRECISION_HELP, PRECISIONS
+
+    parser.add_argument("--precision", choices=PRECISIONS,
+                        help=f"{scope}{PRECISION_HELP} (default: the model config's "
+                             "export.precision, float32 unless set)")
+
+
 def new_parser(prog: str, description: str, epilog: str = "") -> argparse.ArgumentParser:
     """A parser whose epilog (the examples) keeps its line breaks."""
     epilog = f"{epilog}\n{VERBOSE_NOTE}" if epilog else VERBOSE_NOTE

@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
+from collections.abc import Callable
 from pathlib import Path
 
-from spade_cli.app import UsageError, new_parser, run
-from spade_tf.config import PRECISION_HELP, PRECISIONS
+from spade_cli.app import UsageError, add_precision_option, new_parser, run
+from spade_tf.atomic import write_text
+from spade_tf.progress import ProgressLine
 
 PROG = "spade-eval"
 EXAMPLES = """examples:
@@ -26,19 +27,19 @@ Nothing is downloaded: Inception and segmentation networks are local files
 PROGRESS_INTERVAL = 10.0
 
 
-class _Progress:
-    """Prints ``spade-eval: <stage> done/total`` to stderr at most every interval."""
+def _progress(interval: float = PROGRESS_INTERVAL) -> Callable[[str, int, int | None], None]:
+    """``progress(stage, done, total)`` printing ``spade-eval: <stage> done/total`` to
+    stderr, a line per stage at most every ``interval`` seconds (never redrawn in place: the
+    lines are a log), its last always."""
+    lines: dict[str, ProgressLine] = {}
 
-    def __init__(self, interval: float = PROGRESS_INTERVAL) -> None:
-        self.interval = interval
-        self.last = time.monotonic()
+    def report(stage: str, done: int, total: int | None) -> None:
+        if stage not in lines:
+            lines[stage] = ProgressLine(f"{PROG}: {stage}", total, interval,
+                                        write=lambda line: print(line, file=sys.stderr))
+        lines[stage].update(done, total)
 
-    def __call__(self, stage: str, done: int, total: int | None) -> None:
-        now = time.monotonic()
-        if done == total or now - self.last >= self.interval:
-            self.last = now
-            print(f"{PROG}: {stage} {done}/{total if total is not None else '?'}",
-                  file=sys.stderr)
+    return report
 
 
 def _add_image_and_label_folders(parser: argparse.ArgumentParser) -> None:
@@ -105,8 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="VAE models: latent from the real photo (encode, as the reference's "
                           "test) or from N(0, I)")
     gen.add_argument("--batch-size", type=int, default=8, help="images per batch (8)")
-    gen.add_argument("--precision", default="float32", choices=PRECISIONS,
-                     help=f"{PRECISION_HELP} (float32)")
+    add_precision_option(gen)
     gen.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
     return parser
 
@@ -115,8 +115,7 @@ def _write_json(path: str | None, command: str, values: dict) -> None:
     if path:
         target = Path(path)
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(json.dumps({"command": command, **values}, indent=2) + "\n")
+            write_text(target, json.dumps({"command": command, **values}, indent=2) + "\n")
         except OSError as error:  # the scores are printed already: say only what failed
             raise UsageError(f"cannot write --json {target}: {error.strerror or error}."
                              ) from None
@@ -203,7 +202,7 @@ RUNNERS = {"fid": _run_fid, "segmentation": _run_segmentation, "synthetic": _run
 
 
 def evaluate_command(args: argparse.Namespace) -> None:
-    RUNNERS[args.command](args, _Progress())
+    RUNNERS[args.command](args, _progress())
 
 
 def main(argv: list[str] | None = None) -> int:

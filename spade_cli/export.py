@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from spade_cli.app import new_parser, run
-from spade_tf.config import PRECISION_HELP, PRECISIONS
+from spade_cli.app import add_precision_option, new_parser, run
 
 EXAMPLE = """example:
   spade-export --model-dir runs/ade20k --export-base exports/ --model-name spade
@@ -26,8 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="largest batch a request may carry (default: export.max_batch_size)")
     parser.add_argument("--max-pixels", type=int,
                         help="largest style image in pixels (default: export.max_pixels)")
-    parser.add_argument("--precision", choices=PRECISIONS,
-                        help=f"{PRECISION_HELP} (default: export.precision, float32)")
+    add_precision_option(parser)
     parser.add_argument("--checkpoint", metavar="latest|STEP",
                         help="export a training checkpoint of --model-dir/checkpoints instead "
                              "of the last finished epoch's networks (the networks are built "

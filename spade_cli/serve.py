@@ -135,8 +135,8 @@ def check_port_free(host: str, port: int, option: str = "--port") -> None:
 
 def _configs(args: argparse.Namespace) -> dict:
     """TF Serving's config files, read and checked before TensorFlow's slow start."""
+    from serving.base_path import check_model_base_path
     from serving.batching import BatchingParameters, load_batching_parameters
-    from serving.layout import check_model_base_path
     from serving.metrics import load_monitoring_config
     from serving.model_config import load_model_config
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
-from spade_cli.app import UsageError, new_parser, run
+from spade_cli.app import UsageError, add_precision_option, new_parser, run
 from spade_tf import signatures as sig
+from spade_tf.progress import ProgressLine
 
 EXAMPLES = """examples:
   spade-synthesize --model-dir runs/ade20k --labels maps/ --out images/
@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint", metavar="latest|STEP",
                         help="with --model-dir: a training checkpoint's weights instead of the "
                              "last finished epoch's networks")
+    add_precision_option(parser, "with --model-dir: ")
     parser.add_argument("--labels", "--label", required=True, dest="labels",
                         help="a label map, or a folder of them (searched recursively)")
     parser.add_argument("--instances", "--instance", dest="instances",
@@ -90,13 +91,14 @@ class ServerBackend:
 
         import numpy as np
 
-        from spade_tf.synthesis import ModelInfo
+        from spade_tf.export_metadata import ExportMetadata
+        from spade_tf.synthesis_backends import ModelInfo
 
         self._client, self._version = client, version
         answer = client.predict({sig.MODEL_INFO_REQUEST: np.zeros(1, np.int32)},
                                 sig.MODEL_INFO_SIGNATURE, version)
         metadata = json.loads(answer.outputs[sig.METADATA_JSON].item())
-        self.info = ModelInfo.from_metadata(metadata)
+        self.info = ModelInfo.from_metadata(ExportMetadata.from_dict(metadata, "model_info"))
 
     def synthesize(self, labels, instances, seed, style):
         images = self._client.synthesize(labels, instances, seed=seed, style_image=style,
@@ -152,6 +154,10 @@ def _check_arguments(args: argparse.Namespace) -> None:
     elif args.version is not None:
         raise UsageError("--version picks a served version: it goes with --server (for an "
                          "export, give its version folder to --export).")
+    if args.precision is not None and args.model_dir is None:
+        raise UsageError("--precision picks how a model folder's generator is stored and run: "
+                         "it goes with --model-dir (an export keeps the precision it was "
+                         "exported at: spade-export --precision).")
     if args.checkpoint is not None and args.model_dir is None:
         raise UsageError("--checkpoint picks a training checkpoint of a model folder: it goes "
                          "with --model-dir.")
@@ -238,10 +244,11 @@ def _check_replacements(args: argparse.Namespace, single: bool) -> None:
 
 
 def _backend(args: argparse.Namespace, stack):
-    from spade_tf.synthesis import ModelFolderBackend, SavedModelBackend
+    from spade_tf.synthesis_backends import ModelFolderBackend, SavedModelBackend
 
     if args.model_dir is not None:
-        return ModelFolderBackend(args.model_dir, checkpoint=args.checkpoint)
+        return ModelFolderBackend(args.model_dir, checkpoint=args.checkpoint,
+                                  precision=args.precision)
     if args.export is not None:
         return SavedModelBackend(args.export)
     from serving.client import ServingError, SpadeClient
@@ -254,23 +261,10 @@ def _backend(args: argparse.Namespace, stack):
         raise _served_error(error, args) from None
 
 
-class _Progress:
+def _progress() -> ProgressLine:
     """``synthesized 12/40 (3.1 images/s)`` on stderr: one updated line on a terminal, a line
-    every few seconds otherwise."""
-
-    def __init__(self) -> None:
-        self.tty = sys.stderr.isatty()
-        self.last = 0.0
-
-    def __call__(self, done: int, total: int, seconds: float) -> None:
-        now = time.monotonic()
-        if done < total and now - self.last < (0.2 if self.tty else PROGRESS_SECONDS):
-            return
-        self.last = now
-        rate = done / seconds if seconds > 0 else 0.0
-        line = f"synthesized {done}/{total} ({rate:.1f} images/s)"
-        end = "\n" if not self.tty or done == total else ""
-        print(("\r" if self.tty else "") + line, end=end, file=sys.stderr, flush=True)
+    every PROGRESS_SECONDS otherwise."""
+    return ProgressLine("synthesized", interval=PROGRESS_SECONDS, rate_unit="images")
 
 
 def _pictures(args: argparse.Namespace, summary, classes, out: Path) -> list[str]:
@@ -279,7 +273,8 @@ def _pictures(args: argparse.Namespace, summary, classes, out: Path) -> list[str
     import numpy as np
     from PIL import Image
 
-    from spade_tf.synthesis import SynthesisError, read_maps, write_png_atomic
+    from spade_tf.map_files import SynthesisError, read_maps
+    from spade_tf.png import write_png
     from spade_tf.visualize import MAX_SHEET_ROWS, contact_sheet, write_index_html
 
     def shown(read_image: bool):
@@ -305,14 +300,14 @@ def _pictures(args: argparse.Namespace, summary, classes, out: Path) -> list[str
             if len(rows) == MAX_SHEET_ROWS:
                 break
         if rows:
-            write_png_atomic(Path(args.grid), contact_sheet(rows), text={"Software": TOOL})
+            write_png(Path(args.grid), contact_sheet(rows), text={"Software": TOOL})
             more = f", first {len(rows)} of {len(listed)}" if len(rows) < len(listed) else ""
             notes.append(f"contact sheet {args.grid} (label | image{more})")
     if args.html and listed:
         rows = []
         for result, labels, size in shown(read_image=False):
             label_png = out / "index_files" / f"{result.item.name}.label.png"
-            write_png_atomic(label_png, labels)
+            write_png(label_png, labels)
             rows.append((result.item.name, [(label_png, labels.shape[:2]),
                                             (result.output, size)]))
         kept = summary.count("kept")
@@ -336,13 +331,8 @@ def synthesize_command(args: argparse.Namespace) -> int:
     import contextlib
 
     from serving.client import ServingError
-    from spade_tf.synthesis import (
-        MapFile,
-        list_map_files,
-        read_maps,
-        read_style_photo,
-        synthesize_files,
-    )
+    from spade_tf.map_files import MapFile, list_map_files, read_maps, read_style_photo
+    from spade_tf.synthesis import synthesize_files
 
     _check_arguments(args)
     style = read_style_photo(args.style) if args.style else None
@@ -362,7 +352,7 @@ def synthesize_command(args: argparse.Namespace) -> int:
                 backend, items, out, batch_size=args.batch_size, resize=args.resize,
                 seed=args.seed, style=style, overwrite=args.overwrite or single,
                 skip_bad=args.skip_bad and not single, allow_lossy=args.allow_lossy,
-                progress=None if single else _Progress())
+                progress=None if single else _progress().update)
             notes = _pictures(args, summary, info.classes, out)
         except ServingError as error:
             raise _served_error(error, args) from None

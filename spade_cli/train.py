@@ -69,7 +69,8 @@ def train_command(args: argparse.Namespace) -> None:
     from spade_tf.config import load_config
 
     config = load_config(args.config, args.set)
-    from spade_tf.training.train import check_batch_split, choose_strategy, train
+    from spade_tf.training import choose_strategy, train
+    from spade_tf.training.strategy import check_batch_split
 
     if args.cpu_replicas > 1:  # before TensorFlow splits the CPU
         check_batch_split(config.train.batch_size, args.cpu_replicas,

@@ -1,77 +1,70 @@
 """spade-tf: SPADE / GauGAN semantic image synthesis for TensorFlow 2 and Keras 3.
 
-Importing the package registers every serializable class (layers and networks) with
-Keras, so ``keras.saving.load_model("generator.keras")`` works after ``import spade_tf``,
-and gives the public API::
+The public API, always there whatever was imported before::
 
     from spade_tf import SPADE, SPADEResBlock                 # layers (spade_tf.layers)
     from spade_tf import SPADEGenerator, build_generator      # networks (spade_tf.models)
     from spade_tf import GauGAN, train                        # training (spade_tf.training)
     from spade_tf import load_config, export_model, load_model_dir, load_for_inference
 
-The packages: ``config`` (YAML -> frozen settings), ``layers``, ``models``, ``training``,
+``import spade_tf`` itself is light: it imports neither TensorFlow nor Keras (seconds), so
+the console scripts (``spade_cli``) answer ``--help`` at once. Each public name is imported
+from its module the first time it is used (:pep:`562`, the table ``_PUBLIC`` below).
+
+Keras knows the package's serializable classes once their modules are imported:
+``import spade_tf.models`` registers the networks and the layers they are made of
+(``spade_tf.layers`` the layers alone), so ``keras.saving.load_model("generator.keras")``
+works after it, as it does after using any public name from those modules;
+:func:`load_model_dir` and :func:`load_for_inference` import them themselves. Where Keras
+is imported already (``import keras; import spade_tf``), importing the package registers
+them at once: TensorFlow is loaded then anyway.
+
+The modules: ``config`` (YAML -> frozen settings), ``layers``, ``models``, ``training``,
 ``data`` (TFRecord schema and tf.data input), ``export`` and ``signatures`` (the served
-SavedModel), ``inference`` (uint8 and style-latent rules), ``label_maps`` (reading maps of
-ids), ``model_dir`` (the saved-model folder), ``precision``, ``convert`` (reference
-checkpoints), ``evaluation``, ``testing`` (PyTorch ground truth). The console scripts live
-in the ``spade_cli`` package.
+SavedModel), ``inference_rules`` (uint8 and style-latent rules), ``inference_loader`` (the
+inference copy of a model folder), ``label_maps`` (reading maps of ids), ``model_dir``
+(the saved-model folder), ``layout`` (names on disk), ``atomic`` (files written whole),
+``progress``, ``precision``, ``convert`` (reference checkpoints), ``evaluation``,
+``testing`` (PyTorch ground truth). The console scripts live in the ``spade_cli`` package.
 """
 
+import importlib
 import sys
 
 __version__ = "0.1.0"
 
-# Registering the Keras classes imports TensorFlow (seconds). The console scripts
-# (spade_cli) import spade_tf's light modules to build their parsers, so --help answers at
-# once; the library code they run afterwards imports what it needs by name.
-if "spade_cli" not in sys.modules:
-    from spade_tf.config import Config, ConfigError, load_config
-    from spade_tf.errors import SpadeError
-    from spade_tf.export import export_model
-    from spade_tf.folding import fold_for_inference, load_for_inference
-    from spade_tf.layers import (
-        SPADE,
-        AveragePoolExcludingPadding,
-        LegacyNearestResize,
-        SemanticInput,
-        SPADEResBlock,
-        SpectralNormalization,
-    )
-    from spade_tf.model_dir import load_model_dir, save_model_dir
-    from spade_tf.models import (
-        MultiScaleDiscriminator,
-        SPADEGenerator,
-        VAEEncoder,
-        build_discriminator,
-        build_encoder,
-        build_generator,
-        build_semantic_input,
-    )
-    from spade_tf.training import GauGAN, train
+# Public name -> the module that defines it (renaming a module is one line here).
+_PUBLIC = {
+    **dict.fromkeys(("Config", "ConfigError", "load_config"), "spade_tf.config"),
+    "SpadeError": "spade_tf.errors",
+    "export_model": "spade_tf.export",
+    **dict.fromkeys(("fold_for_inference", "load_for_inference"), "spade_tf.inference_loader"),
+    **dict.fromkeys(("SPADE", "AveragePoolExcludingPadding", "LegacyNearestResize",
+                     "SemanticInput", "SPADEResBlock", "SpectralNormalization"),
+                    "spade_tf.layers"),
+    **dict.fromkeys(("load_model_dir", "save_model_dir"), "spade_tf.model_dir"),
+    **dict.fromkeys(("MultiScaleDiscriminator", "SPADEGenerator", "VAEEncoder",
+                     "build_discriminator", "build_encoder", "build_generator",
+                     "build_semantic_input"), "spade_tf.models"),
+    **dict.fromkeys(("GauGAN", "train"), "spade_tf.training"),
+}
 
-    __all__ = [
-        "SPADE",
-        "AveragePoolExcludingPadding",
-        "Config",
-        "ConfigError",
-        "GauGAN",
-        "LegacyNearestResize",
-        "MultiScaleDiscriminator",
-        "SPADEGenerator",
-        "SPADEResBlock",
-        "SemanticInput",
-        "SpadeError",
-        "SpectralNormalization",
-        "VAEEncoder",
-        "build_discriminator",
-        "build_encoder",
-        "build_generator",
-        "build_semantic_input",
-        "export_model",
-        "fold_for_inference",
-        "load_config",
-        "load_for_inference",
-        "load_model_dir",
-        "save_model_dir",
-        "train",
-    ]
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name: str):
+    """A public name, imported from its module on first use (then kept here)."""
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
+if "keras" in sys.modules:  # costs nothing more: register the classes for load_model
+    importlib.import_module("spade_tf.models")

@@ -24,6 +24,7 @@ import yaml
 
 from spade_tf.errors import SpadeError
 from spade_tf.geometry import NORM_TYPES, generator_geometry
+from spade_tf.label_space import MAX_LABEL_ID, LabelSpace
 
 PREPROCESS_MODES = ("resize_and_crop", "fixed", "scale_width_and_crop", "none")
 GAN_MODES = ("hinge", "least_squares", "original", "wasserstein")
@@ -99,7 +100,7 @@ class ModelConfig:
     def __post_init__(self) -> None:
         _require(self.num_classes >= 1, "model.num_classes", self.num_classes,
                  "a positive class count (e.g. 150 for ADE20K)")
-        _require(0 <= self.dontcare_label < 2**16, "model.dontcare_label",
+        _require(0 <= self.dontcare_label <= MAX_LABEL_ID, "model.dontcare_label",
                  self.dontcare_label, "a label id in 0..65535 (usually 255)")
         _require(not self.use_dontcare_label or self.dontcare_label >= self.num_classes,
                  "model.dontcare_label", self.dontcare_label,
@@ -129,9 +130,14 @@ class ModelConfig:
                                   self.num_upsampling_layers)[2:]
 
     @property
+    def label_space(self) -> LabelSpace:
+        """The label ids the model takes (classes, don't-care id, instance edges)."""
+        return LabelSpace.from_model(self)
+
+    @property
     def semantic_channels(self) -> int:
         """Channels of the generator's semantic input: classes, don't-care, edges."""
-        return self.num_classes + int(self.use_dontcare_label) + int(self.use_instance_edges)
+        return self.label_space.semantic_channels
 
 
 @dataclasses.dataclass(frozen=True)
@@ -218,7 +224,8 @@ class ExportConfig:
 
     max_batch_size: int = 8
     max_pixels: int = 1024 * 1024
-    # Compute precision of the exported graph (weights stay float32): see spade_tf.precision.
+    # The default precision of every inference command (export, synthesize, eval generate):
+    # the network is stored and computed in it; see spade_tf.precision.
     precision: str = "float32"
 
     def __post_init__(self) -> None:

@@ -14,40 +14,34 @@ model folder (the ``.keras`` networks and the ``config.yaml`` saved with them; w
 
 from __future__ import annotations
 
-import json
+import inspect
 import math
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
+from spade_tf import layout
 from spade_tf import signatures as sig
+from spade_tf.atomic import TargetExists, atomic_directory, write_text
 from spade_tf.errors import SpadeError, readable_tf_message
-from spade_tf.folding import load_for_inference
-from spade_tf.inference import photo_to_unit, style_latent, to_uint8
+from spade_tf.export_metadata import ExportMetadata
+from spade_tf.inference_loader import load_for_inference
+from spade_tf.inference_rules import photo_to_unit, style_latent, to_uint8
 from spade_tf.layers.semantic import semantic_one_hot
-from spade_tf.precision import network_precision
+from spade_tf.precision import resolve_precision
 
 
 class ExportError(SpadeError, ValueError):
     """The model folder cannot be exported (or the target is unusable)."""
 
 
-def _maps_spec(uses_instances: bool) -> list[tf.TensorSpec]:
-    specs = [tf.TensorSpec([None, None, None], tf.int32, name=sig.LABEL_IDS)]
-    if uses_instances:
-        specs.append(tf.TensorSpec([None, None, None], tf.int32, name=sig.INSTANCE_IDS))
-    return specs
+def _spec(name: str) -> tf.TensorSpec:
+    dtype, shape = sig.INPUT_SPECS[name]
+    return tf.TensorSpec(list(shape), tf.dtypes.as_dtype(dtype), name=name)
 
 
-SEED_SPEC = tf.TensorSpec([None], tf.int64, name=sig.SEED)
-STYLE_SPEC = tf.TensorSpec([None, None, None, 3], tf.uint8, name=sig.STYLE_IMAGE)
-PNG_SPECS = {name: tf.TensorSpec([None], tf.string, name=name)
-             for name in (sig.LABEL_PNG, sig.INSTANCE_PNG, sig.STYLE_PNG)}
-MODEL_INFO_SPEC = tf.TensorSpec([None], tf.int32, name=sig.MODEL_INFO_REQUEST)
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 PNG_GRAYSCALE = 0  # IHDR colour type
 
@@ -156,11 +150,13 @@ class SpadeServingModule(tf.Module):
         """One encoded style per photo file (PNG or JPEG; sizes may differ)."""
         def one(photo_bytes):
             photo = tf.io.decode_image(photo_bytes, channels=3, expand_animations=False)
-            return self._encode(photo[tf.newaxis])[sig.MEAN][0]
+            return self.encode(photo[tf.newaxis])[sig.MEAN][0]
 
         return tf.map_fn(one, photos, fn_output_signature=tf.float32)
 
-    def png(self, label_png, instance_png=None, seed=None, style_png=None) -> dict:
+    def png(self, label_png_bytes, instance_png_bytes=None, seed=None,
+            style_png_bytes=None) -> dict:
+        label_png, instance_png, style_png = label_png_bytes, instance_png_bytes, style_png_bytes
         labels = self._decode_id_pngs(label_png, sig.LABEL_PNG)
         instances = None if instance_png is None else self._decode_id_pngs(instance_png,
                                                                            sig.INSTANCE_PNG)
@@ -189,7 +185,7 @@ class SpadeServingModule(tf.Module):
     def _generate(self, semantic, latent=None) -> dict:
         if self.encoder is None:
             return {sig.IMAGE: self._images(semantic)}
-        if latent is None:  # a random style (see spade_tf.inference)
+        if latent is None:  # a random style (see spade_tf.inference_rules)
             latent = style_latent(self.encoder, self.config.latent_dim, tf.shape(semantic)[0])
         return {sig.IMAGE: self._images(semantic, latent)}
 
@@ -214,7 +210,7 @@ class SpadeServingModule(tf.Module):
                                     input_signature=[tf.TensorSpec([None, None, None, 3],
                                                                    tf.float32)])
 
-    def _encode(self, style_image) -> dict:
+    def encode(self, style_image) -> dict:
         with tf.control_dependencies(self._check_style(style_image)):
             photo = photo_to_unit(style_image)
         encoded = self._encoded(photo)
@@ -231,81 +227,46 @@ class SpadeServingModule(tf.Module):
         check = tf.debugging.assert_equal(tf.shape(style_image)[0], tf.shape(label_ids)[0],
                                           message=f"one {sig.STYLE_IMAGE} per label map")
         with tf.control_dependencies([check]):
-            latent = self._encode(style_image)[sig.MEAN]
+            latent = self.encode(style_image)[sig.MEAN]
         return self._generate(self._semantic(label_ids, instance_ids), latent)
 
     # -- signatures -----------------------------------------------------------------
 
+    # Which method computes each signature; each takes the signature's inputs by name.
+    _HANDLERS = {
+        sig.DEFAULT_SIGNATURE: "default", sig.SEEDED_SIGNATURE: "seeded",
+        sig.STYLE_SIGNATURE: "styled", sig.ENCODE_SIGNATURE: "encode",
+        sig.PNG_SIGNATURE: "png", sig.PNG_SEEDED_SIGNATURE: "png",
+        sig.PNG_STYLE_SIGNATURE: "png", sig.MODEL_INFO_SIGNATURE: "model_info",
+    }
+
     def signatures(self) -> dict:
-        """Concrete functions whose argument names are the signatures' input names."""
-        uses_instances = self.config.use_instance_edges
-        maps = _maps_spec(uses_instances)
-        if uses_instances:
-            functions = {
-                sig.DEFAULT_SIGNATURE: (lambda label_ids, instance_ids:
-                                        self.default(label_ids, instance_ids), maps),
-                sig.SEEDED_SIGNATURE: (lambda label_ids, instance_ids, seed:
-                                       self.seeded(label_ids, seed, instance_ids),
-                                       [*maps, SEED_SPEC]),
-                sig.STYLE_SIGNATURE: (lambda label_ids, instance_ids, style_image:
-                                      self.styled(label_ids, style_image, instance_ids),
-                                      [*maps, STYLE_SPEC]),
-            }
-        else:
-            functions = {
-                sig.DEFAULT_SIGNATURE: (lambda label_ids: self.default(label_ids), maps),
-                sig.SEEDED_SIGNATURE: (lambda label_ids, seed: self.seeded(label_ids, seed),
-                                       [*maps, SEED_SPEC]),
-                sig.STYLE_SIGNATURE: (lambda label_ids, style_image:
-                                      self.styled(label_ids, style_image), [*maps, STYLE_SPEC]),
-            }
-        functions[sig.ENCODE_SIGNATURE] = (lambda style_image: self._encode(style_image),
-                                           [STYLE_SPEC])
-        functions.update(self._png_signatures(uses_instances))
-        functions[sig.MODEL_INFO_SIGNATURE] = (lambda request: self.model_info(request),
-                                               [MODEL_INFO_SPEC])
-        if self.encoder is None:
-            functions = {name: functions[name] for name in
-                         (sig.DEFAULT_SIGNATURE, sig.PNG_SIGNATURE, sig.MODEL_INFO_SIGNATURE)}
-        return {name: tf.function(fn, input_signature=spec).get_concrete_function()
-                for name, (fn, spec) in functions.items()}
+        """Concrete functions, generated from :data:`spade_tf.signatures.SIGNATURES`,
+        whose argument names are the signatures' input names."""
+        functions = {}
+        for name in self.signature_names():
+            inputs = sig.signature_inputs(name, self.config.use_instance_edges)
+            function = _named_arguments(getattr(self, self._HANDLERS[name]), inputs)
+            functions[name] = tf.function(
+                function, input_signature=[_spec(key) for key in inputs]
+            ).get_concrete_function()
+        return functions
 
     def signature_names(self) -> list[str]:
         """The names :meth:`signatures` gives, without tracing anything."""
-        if self.encoder is None:
-            return sorted((sig.DEFAULT_SIGNATURE, sig.PNG_SIGNATURE, sig.MODEL_INFO_SIGNATURE))
-        return sorted((sig.DEFAULT_SIGNATURE, sig.SEEDED_SIGNATURE, sig.STYLE_SIGNATURE,
-                       sig.ENCODE_SIGNATURE, sig.PNG_SIGNATURE, sig.PNG_SEEDED_SIGNATURE,
-                       sig.PNG_STYLE_SIGNATURE, sig.MODEL_INFO_SIGNATURE))
-
-    def _png_signatures(self, uses_instances: bool) -> dict:
-        label, instance, style = (PNG_SPECS[name] for name in
-                                  (sig.LABEL_PNG, sig.INSTANCE_PNG, sig.STYLE_PNG))
-        if uses_instances:
-            return {
-                sig.PNG_SIGNATURE: (lambda label_png_bytes, instance_png_bytes: self.png(
-                    label_png_bytes, instance_png_bytes), [label, instance]),
-                sig.PNG_SEEDED_SIGNATURE: (lambda label_png_bytes, instance_png_bytes, seed:
-                                           self.png(label_png_bytes, instance_png_bytes,
-                                                    seed=seed), [label, instance, SEED_SPEC]),
-                sig.PNG_STYLE_SIGNATURE: (
-                    lambda label_png_bytes, instance_png_bytes, style_png_bytes: self.png(
-                        label_png_bytes, instance_png_bytes, style_png=style_png_bytes),
-                    [label, instance, style]),
-            }
-        return {
-            sig.PNG_SIGNATURE: (lambda label_png_bytes: self.png(label_png_bytes), [label]),
-            sig.PNG_SEEDED_SIGNATURE: (lambda label_png_bytes, seed: self.png(
-                label_png_bytes, seed=seed), [label, SEED_SPEC]),
-            sig.PNG_STYLE_SIGNATURE: (lambda label_png_bytes, style_png_bytes: self.png(
-                label_png_bytes, style_png=style_png_bytes), [label, style]),
-        }
+        return sig.signature_names(use_vae=self.encoder is not None)
 
 
-def next_version(model_base: Path) -> int:
-    versions = [int(p.name) for p in model_base.iterdir() if p.is_dir() and p.name.isdigit()] \
-        if model_base.is_dir() else []
-    return max(versions, default=0) + 1
+def _named_arguments(method, names: tuple[str, ...]):
+    """``method`` called with keyword arguments ``names``, as a function whose positional
+    parameters carry those names (TensorFlow names a signature's inputs after them)."""
+    def call(*args):
+        return method(**dict(zip(names, args, strict=True)))
+
+    call.__signature__ = inspect.Signature(
+        [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD) for name in names])
+    call.__name__ = method.__name__
+    return call
 
 
 def _check_limit(option: str, value: int | None, meaning: str) -> None:
@@ -391,7 +352,7 @@ def export_model(model_dir: str | os.PathLike, export_base: str | os.PathLike,
     loaded = load_for_inference(model_dir, precision, checkpoint=checkpoint)
     model_config = loaded.config.model
     export_config = loaded.config.export
-    precision = network_precision(loaded.generator)  # the one asked for, or the config's
+    precision = resolve_precision(precision, loaded.config)  # what load_for_inference used
     if loaded.generator.semantic_channels != model_config.semantic_channels:
         raise ExportError(
             f"{model_dir}: the generator takes {loaded.generator.semantic_channels} semantic "
@@ -401,7 +362,7 @@ def export_model(model_dir: str | os.PathLike, export_base: str | os.PathLike,
                           "missing.")
     generator = loaded.generator
     encoder = loaded.encoder if model_config.use_vae else None
-    version = version if version is not None else next_version(model_base)
+    version = version if version is not None else layout.next_version(model_base)
     target = model_base / str(version)
     if target.exists():
         raise ExportError(f"{target} exists already: versions are immutable; export as a "
@@ -410,51 +371,40 @@ def export_model(model_dir: str | os.PathLike, export_base: str | os.PathLike,
         generator, encoder, model_config,
         export_config.max_batch_size if max_batch_size is None else int(max_batch_size),
         export_config.max_pixels if max_pixels is None else int(max_pixels))
+    metadata = ExportMetadata(
+        model_name=model_name, version=version, image_size=module.image_size,
+        num_classes=model_config.num_classes,
+        use_dontcare_label=model_config.use_dontcare_label,
+        dontcare_label=model_config.dontcare_label,
+        use_instance_edges=model_config.use_instance_edges, use_vae=model_config.use_vae,
+        latent_dim=model_config.latent_dim, max_batch_size=module.max_batch_size,
+        max_pixels=module.max_pixels, precision=precision,
+        signatures=tuple(module.signature_names()),
+        classes=loaded.config.classes().to_dict())
+    module.metadata_json = metadata.to_json()
     # Folders this export creates, removed again if it fails (an existing one is kept).
     created = [folder for folder in (model_base, *model_base.parents) if not folder.exists()]
     try:
-        model_base.mkdir(parents=True, exist_ok=True)
-        # Not an integer name: TF Serving ignores the folder until it is renamed.
-        staging = Path(tempfile.mkdtemp(prefix=f".export-{version}-", dir=model_base))
+        # Staged under a name that is not an integer: TF Serving ignores the folder until
+        # it is renamed into place.
+        with atomic_directory(target, staging_prefix=f".export-{version}-") as staging:
+            try:
+                tf.saved_model.save(module, str(staging), signatures=module.signatures())
+                if warmup:
+                    _warmup_requests(staging / layout.WARMUP_FILE, model_name, module)
+            except tf.errors.OpError as error:  # e.g. the disk is full
+                raise ExportError(f"writing {staging} failed: "
+                                  f"{readable_tf_message(error.message)}") from None
+            write_text(staging / layout.SPADE_METADATA_FILE, metadata.to_json(indent=2))
+    except TargetExists:
+        _remove_empty(created)
+        raise ExportError(f"{target} was written by another export meanwhile; run the "
+                          "export again for the next free version.") from None
     except OSError as error:
         _remove_empty(created)
         raise ExportError(f"cannot write under {model_base}: {error.strerror or error}; "
                           "choose an --export-base you can write to.") from None
-    try:
-        metadata = {
-            "model_name": model_name, "version": version,
-            "image_size": list(module.image_size), "num_classes": model_config.num_classes,
-            "use_dontcare_label": model_config.use_dontcare_label,
-            "dontcare_label": model_config.dontcare_label,
-            "use_instance_edges": model_config.use_instance_edges,
-            "use_vae": model_config.use_vae, "latent_dim": model_config.latent_dim,
-            "max_batch_size": module.max_batch_size, "max_pixels": module.max_pixels,
-            "precision": precision,
-            "signatures": module.signature_names(),
-            "classes": loaded.config.classes().to_dict(),
-        }
-        module.metadata_json = json.dumps(metadata)
-        signature_functions = module.signatures()
-        try:
-            tf.saved_model.save(module, str(staging), signatures=signature_functions)
-            if warmup:
-                _warmup_requests(staging / sig.WARMUP_FILE, model_name, module)
-        except tf.errors.OpError as error:  # e.g. the disk is full
-            raise ExportError(f"writing {staging} failed: "
-                              f"{readable_tf_message(error.message)}") from None
-        (staging / sig.SPADE_METADATA_FILE).parent.mkdir(parents=True, exist_ok=True)
-        (staging / sig.SPADE_METADATA_FILE).write_text(json.dumps(metadata, indent=2))
-        staging.chmod(0o755)  # mkdtemp's 0700 would hide it from a server running as another user
-        if target.exists():  # another export took this version meanwhile
-            raise ExportError(f"{target} was written by another export meanwhile; run the "
-                              "export again for the next free version.")
-        try:
-            os.replace(staging, target)
-        except OSError as error:
-            raise ExportError(f"cannot rename {staging} to {target}: "
-                              f"{error.strerror or error}") from None
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
         _remove_empty(created)
         raise
     return target

@@ -3,35 +3,27 @@
 A model folder holds ``config.yaml`` (the resolved configuration, including the
 settings weights cannot tell, such as the class count and the upsampling mode)
 and one ``.keras`` file per network: ``generator.keras`` always,
-``discriminator.keras`` and ``encoder.keras`` when present. Folders are written
-atomically: everything goes to a hidden sibling first and is renamed into place
-only when complete, so a failure never leaves a half-written model behind.
+``discriminator.keras`` and ``encoder.keras`` when present (the names:
+:mod:`spade_tf.layout`). Folders are written atomically (:mod:`spade_tf.atomic`):
+everything goes to a hidden sibling first and is renamed into place only when complete,
+so a failure never leaves a half-written model behind.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
-import shutil
-import tempfile
 import zipfile
 import zlib
 from pathlib import Path
 
 import keras
 
+from spade_tf import atomic
 from spade_tf.config import Config, load_config
 from spade_tf.errors import SpadeError
+from spade_tf.layout import CHECKPOINT_DIR, CONFIG_FILE, NETWORK_FILES
 
-CONFIG_FILE = "config.yaml"
-# Training's tf.train checkpoints (ckpt-<step>), written by spade_tf.training.
-CHECKPOINT_DIR = "checkpoints"
-NETWORK_FILES = {
-    "generator": "generator.keras",
-    "discriminator": "discriminator.keras",
-    "encoder": "encoder.keras",
-}
 # What every .keras file holds (Keras's zip layout).
 KERAS_MEMBERS = ("config.json", "model.weights.h5")
 ZIP_MAGIC = b"PK\x03\x04"
@@ -52,8 +44,10 @@ class ModelDir:
 
 
 def check_target(target: str | os.PathLike, overwrite: bool = False) -> None:
-    """Refuse a ``target`` folder that :func:`atomic_directory` would refuse (call it
-    before long work, so a wrong ``--out`` fails at once)."""
+    """Refuse a ``target`` folder that may not be written: a file, or a folder that is not
+    empty (unless ``overwrite``). Call it before long work, so a wrong ``--out`` fails at
+    once, and write with :func:`spade_tf.atomic.atomic_directory`, ``replace`` as
+    :func:`replaces` says."""
     target = Path(target)
     if target.exists() and not target.is_dir():
         raise ModelDirError(f"{target} exists and is not a folder.")
@@ -64,29 +58,10 @@ def check_target(target: str | os.PathLike, overwrite: bool = False) -> None:
         )
 
 
-@contextlib.contextmanager
-def atomic_directory(target: str | os.PathLike, overwrite: bool = False):
-    """Yield a temporary sibling folder that replaces ``target`` on success.
-
-    On an exception the temporary folder is removed and ``target`` is untouched.
-    An existing non-empty ``target`` is refused unless ``overwrite`` is true.
-    """
-    target = Path(target)
-    check_target(target, overwrite)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    try:
-        yield staging
-        if target.exists():
-            retired = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-            os.replace(target, retired / target.name)
-            os.replace(staging, target)
-            shutil.rmtree(retired, ignore_errors=True)
-        else:
-            os.replace(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+def replaces(target: str | os.PathLike, overwrite: bool = False) -> bool:
+    """Whether writing ``target`` (accepted by :func:`check_target`) replaces a folder: with
+    ``overwrite``, or an empty folder, which holds nothing to lose."""
+    return overwrite or Path(target).is_dir()
 
 
 def write_model_dir(folder: str | os.PathLike, model: ModelDir) -> None:
@@ -101,9 +76,15 @@ def write_model_dir(folder: str | os.PathLike, model: ModelDir) -> None:
 
 
 def save_model_dir(target: str | os.PathLike, model: ModelDir, overwrite: bool = False) -> Path:
-    """Write ``model`` to ``target`` atomically; returns the folder."""
-    with atomic_directory(target, overwrite=overwrite) as staging:
-        write_model_dir(staging, model)
+    """Write ``model`` to ``target`` atomically; returns the folder. An existing folder that
+    is not empty is refused unless ``overwrite`` (:func:`check_target`)."""
+    check_target(target, overwrite)
+    try:
+        with atomic.atomic_directory(target, replace=replaces(target, overwrite)) as staging:
+            write_model_dir(staging, model)
+    except atomic.TargetExists:  # written by someone else meanwhile
+        check_target(target, overwrite)
+        raise
     return Path(target)
 
 
@@ -243,9 +224,9 @@ def load_model_dir(folder: str | os.PathLike, networks: tuple[str, ...] = tuple(
     """
     import spade_tf.layers  # noqa: F401  (registers the custom layers for deserialization)
     import spade_tf.models  # noqa: F401
-    from spade_tf.precision import dtype_policy, require_precision
+    from spade_tf.precision import building_under, mixed_policy, require_precision
 
-    with dtype_policy(precision):
+    with building_under(mixed_policy(precision)):
         loaded = _load_model_dir(Path(folder), networks, checkpoint)
     for network in (loaded.generator, loaded.encoder):
         if network is not None:

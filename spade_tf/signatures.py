@@ -33,6 +33,8 @@ and colours, limits, signatures) as JSON text.
 
 from __future__ import annotations
 
+import dataclasses
+
 DEFAULT_SIGNATURE = "serving_default"
 # The same three as PNG bytes in and out (light clients: a 512x512 map is ~3.5 KB as PNG,
 # ~1.3 MB as JSON ints), and what the model is (size, classes), for clients and the painter.
@@ -74,23 +76,54 @@ MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 # The GetModelMetadata field that carries the signature definitions.
 SIGNATURE_DEF_FIELD = "signature_def"
 
-# Where TF Serving looks for warm-up requests inside a version folder.
-WARMUP_FILE = "assets.extra/tf_serving_warmup_requests"
-# Written beside the SavedModel: what the model expects (read by clients and the server).
-SPADE_METADATA_FILE = "assets.extra/spade_model.json"
+# Every input: dtype and shape (None: any size). Label PNGs are 8- or 16-bit grayscale.
+INPUT_SPECS: dict[str, tuple[str, tuple[int | None, ...]]] = {
+    LABEL_IDS: ("int32", (None, None, None)),
+    INSTANCE_IDS: ("int32", (None, None, None)),
+    SEED: ("int64", (None,)),
+    STYLE_IMAGE: ("uint8", (None, None, None, 3)),
+    LABEL_PNG: ("string", (None,)),
+    INSTANCE_PNG: ("string", (None,)),
+    STYLE_PNG: ("string", (None,)),
+    MODEL_INFO_REQUEST: ("int32", (None,)),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Signature:
+    """One signature of the contract: its inputs (the instance map's, when the model
+    uses instance edges, comes right after the label map's) and whether only VAE models
+    have it."""
+
+    name: str
+    inputs: tuple[str, ...]
+    instance_input: str | None = None
+    vae_only: bool = False
+
+
+# The one table of signatures: export generates its functions from it, warm-up writes one
+# request per row, clients and tests ask it for input names.
+SIGNATURES: tuple[Signature, ...] = (
+    Signature(DEFAULT_SIGNATURE, (LABEL_IDS,), INSTANCE_IDS),
+    Signature(SEEDED_SIGNATURE, (LABEL_IDS, SEED), INSTANCE_IDS, vae_only=True),
+    Signature(STYLE_SIGNATURE, (LABEL_IDS, STYLE_IMAGE), INSTANCE_IDS, vae_only=True),
+    Signature(ENCODE_SIGNATURE, (STYLE_IMAGE,), vae_only=True),
+    Signature(PNG_SIGNATURE, (LABEL_PNG,), INSTANCE_PNG),
+    Signature(PNG_SEEDED_SIGNATURE, (LABEL_PNG, SEED), INSTANCE_PNG, vae_only=True),
+    Signature(PNG_STYLE_SIGNATURE, (LABEL_PNG, STYLE_PNG), INSTANCE_PNG, vae_only=True),
+    Signature(MODEL_INFO_SIGNATURE, (MODEL_INFO_REQUEST,)),
+)
+_BY_NAME = {signature.name: signature for signature in SIGNATURES}
+
+
+def signature_names(use_vae: bool) -> list[str]:
+    """The signatures an export of a model with or without a VAE encoder has, sorted."""
+    return sorted(signature.name for signature in SIGNATURES if use_vae or not signature.vae_only)
 
 
 def signature_inputs(signature: str, uses_instances: bool) -> tuple[str, ...]:
     """The input names of ``signature`` for a model with or without instance maps."""
-    maps = (LABEL_IDS, INSTANCE_IDS) if uses_instances else (LABEL_IDS,)
-    pngs = (LABEL_PNG, INSTANCE_PNG) if uses_instances else (LABEL_PNG,)
-    return {
-        DEFAULT_SIGNATURE: maps,
-        SEEDED_SIGNATURE: (*maps, SEED),
-        STYLE_SIGNATURE: (*maps, STYLE_IMAGE),
-        ENCODE_SIGNATURE: (STYLE_IMAGE,),
-        PNG_SIGNATURE: pngs,
-        PNG_SEEDED_SIGNATURE: (*pngs, SEED),
-        PNG_STYLE_SIGNATURE: (*pngs, STYLE_PNG),
-        MODEL_INFO_SIGNATURE: (MODEL_INFO_REQUEST,),
-    }[signature]
+    row = _BY_NAME[signature]
+    if not uses_instances or row.instance_input is None:
+        return row.inputs
+    return (row.inputs[0], row.instance_input, *row.inputs[1:])

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from spade_tf.errors import SpadeError
+from spade_tf.torch_import import import_torch_beside_tensorflow
 
 
 class StateDictError(SpadeError, ValueError):
@@ -21,9 +22,10 @@ class StateDictError(SpadeError, ValueError):
 
 
 def import_torch():
-    """The ``torch`` module, or a StateDictError saying how to install it."""
+    """The ``torch`` module (Triton kept out: :mod:`spade_tf.torch_import`), or a
+    StateDictError saying how to install it."""
     try:
-        import torch
+        torch = import_torch_beside_tensorflow()
     except ImportError:
         raise StateDictError(
             "reading PyTorch checkpoints needs PyTorch: pip install 'spade-tf[convert]' "

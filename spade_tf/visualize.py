@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from spade_tf import atomic
+
 MAX_SHEET_ROWS = 16
 SHEET_ROW_HEIGHT = 192
 GAP = 4
@@ -51,8 +53,8 @@ def write_index_html(path: str | os.PathLike, title: str, columns: Sequence[str]
                      note: str = "", head: str = "", row_height: int = 256) -> Path:
     """An HTML table: one row per (name, [(image file, (height, width))]), links relative to
     the page, each picture ``row_height`` pixels high at its own aspect ratio. ``head`` is
-    added to the page's head (a tool's mark); the page is written under a hidden name and
-    renamed into place."""
+    added to the page's head (a tool's mark); the page is written atomically
+    (:func:`spade_tf.atomic.write_text`)."""
     page = Path(path)
     folder = page.parent.resolve()
 
@@ -78,11 +80,4 @@ vertical-align:top}} img{{image-rendering:pixelated}}</style></head>
 {chr(10).join(body)}
 </table></body></html>
 """
-    staging = page.with_name(f".{page.name}.tmp")
-    try:
-        staging.write_text(text, encoding="utf-8")
-        os.replace(staging, page)
-    except BaseException:
-        staging.unlink(missing_ok=True)
-        raise
-    return page
+    return atomic.write_text(page, text)

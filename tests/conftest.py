@@ -11,21 +11,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import pytest  # noqa: E402
 from support import ROOT  # noqa: E402
-from support.background import RUNS, BackgroundRuns, checks_a_background_run  # noqa: E402
-
-
-def pytest_collection_modifyitems(items):
-    # The tests of background runs go last: by then their runs are done.
-    items.sort(key=checks_a_background_run)
-
-
-@pytest.fixture(scope="session")
-def background_runs(request, tmp_path_factory):
-    """The background runs the collected tests check (support/background.py), started."""
-    wanted = {name for item in request.session.items for name in item.fixturenames}
-    runs = BackgroundRuns([name for name in RUNS if name in wanted], tmp_path_factory)
-    yield runs
-    runs.close()
 
 
 @pytest.fixture(autouse=True)
@@ -42,3 +27,12 @@ def _seed_everything():
 @pytest.fixture
 def configs_dir() -> Path:
     return ROOT / "configs"
+
+
+@pytest.fixture(scope="session")
+def exports(tmp_path_factory):
+    """``exports(kind)``: the session's export of a kind of support.exports.KINDS (made by
+    the first test that asks, shared by the xdist workers); read-only."""
+    from support.exports import Exports, shared_root
+
+    return Exports(shared_root(tmp_path_factory) / "exports")

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 from support import ROOT
-from support.background import background_run
 from support.processes import Processes
+from support.runs import session_run
 
 from spade_tf.evaluation.synthetic import BASE_COLORS, synthetic_scores
 
@@ -28,7 +28,7 @@ def run_demo(*args: str, timeout: float) -> subprocess.CompletedProcess:
         processes.close()
 
 
-@background_run
+@session_run
 def tiny_demo(folder, processes):
     """(the demo's CompletedProcess, its --out folder); the demo's process group is killed
     whole (server included) on timeout."""

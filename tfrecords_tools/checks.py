@@ -13,9 +13,10 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from spade_tf.label_maps import LabelMapError, read_id_map
+from spade_tf.label_space import MAX_LABEL_ID
 from tfrecords_tools.datasets import LabelRule, Pair
 
-MAX_MAP_ID = 2**16 - 1
+MAX_MAP_ID = MAX_LABEL_ID
 
 
 class BadPair(ValueError):
@@ -70,16 +71,11 @@ def _map_array(path, what: str) -> np.ndarray:
 
 
 def _check_ids(label: np.ndarray, rule: LabelRule, path) -> np.ndarray:
-    valid = label < rule.num_classes
-    if rule.dontcare_label is not None:
-        valid |= label == rule.dontcare_label
-    if not valid.all():
-        bad = np.unique(label[~valid])
-        raise BadPair(f"{path} has label ids {bad[:8].tolist()} outside {rule.describe()} "
-                      f"({int((~valid).sum())} pixels); {rule.fix_hint()}.")
-    counts = np.bincount(np.minimum(label, rule.num_classes).ravel(),
-                         minlength=rule.num_classes + 1)
-    return counts
+    space = rule.space
+    invalid = space.find_invalid(label)
+    if invalid is not None:
+        raise BadPair(invalid.message(str(path), rule.fix_hint()))
+    return space.class_counts(label)
 
 
 def _load(pair: Pair, rule: LabelRule):

@@ -3,7 +3,8 @@
 Every layout lists ``Pair``s (photo, label map, optional instance map) by its own naming
 rules, and partners that cannot be found become pairs with a ``problem`` so they are
 reported with the rest. Label ids are stored as the dataset has them; the ``LabelRule``
-says which are valid (``0..num_classes-1``, plus the don't-care id where there is one).
+says which are valid (``0..num_classes-1``, plus the don't-care id where there is one: its
+``space``, a :class:`spade_tf.label_space.LabelSpace`).
 
 - Cityscapes: ``leftImg8bit/<split>/<city>/<name>_leftImg8bit.png`` with
   ``gtFine/<split>/<city>/<name>_gtFine_labelIds.png`` and ``..._gtFine_instanceIds.png``;
@@ -26,6 +27,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from spade_tf.errors import SpadeError
+from spade_tf.label_space import MAX_LABEL_ID, LabelSpace
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 MAP_EXTENSIONS = (".png",)
@@ -39,10 +41,17 @@ class DatasetLayoutError(SpadeError, ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class LabelRule:
+    # Its fields enter the conversion's fingerprint (convert._fingerprint): adding one
+    # would make every earlier conversion look like another one.
     num_classes: int
     dontcare_label: int | None = None
     #: The dataset whose ids these are; empty when the user gave them (--num-classes).
     dataset: str = ""
+
+    @property
+    def space(self) -> LabelSpace:
+        """The valid ids: classes 0..num_classes-1 and the don't-care id."""
+        return LabelSpace(self.num_classes, self.dontcare_label)
 
     def fix_hint(self) -> str:
         """What to check when a map has ids outside the rule (only options that exist)."""
@@ -51,10 +60,7 @@ class LabelRule:
         return "check --num-classes / --dontcare-label or the label map"
 
     def describe(self) -> str:
-        allowed = f"0..{self.num_classes - 1}"
-        if self.dontcare_label is not None:
-            allowed += f" or {self.dontcare_label} (don't-care)"
-        return allowed
+        return self.space.allowed_text
 
 
 @dataclasses.dataclass(frozen=True)
@@ -274,12 +280,13 @@ def list_folders(images: str | os.PathLike, labels: str | os.PathLike,
                  dontcare_label: int | None = None, split: str = "train") -> DatasetListing:
     if num_classes < 1:
         raise DatasetLayoutError(f"--num-classes {num_classes}: expected a positive count.")
-    if dontcare_label is not None and 0 <= dontcare_label < num_classes:
+    classes = LabelSpace(num_classes)
+    if dontcare_label is not None and classes.is_class_id(dontcare_label):
         raise DatasetLayoutError(
-            f"--dontcare-label {dontcare_label} is also a class id (0..{num_classes - 1}).")
-    if dontcare_label is not None and not 0 <= dontcare_label <= 65535:
+            f"--dontcare-label {dontcare_label} is also a class id ({classes.class_ids_text}).")
+    if dontcare_label is not None and not 0 <= dontcare_label <= MAX_LABEL_ID:
         raise DatasetLayoutError(f"--dontcare-label {dontcare_label}: expected an id in "
-                                 "0..65535 (e.g. 255).")
+                                 f"0..{MAX_LABEL_ID} (e.g. 255).")
     image_dir = _require_dir(Path(images), "--images")
     label_dir = _require_dir(Path(labels), "--labels")
     instance_dir = _require_dir(Path(instances), "--instances") if instances else None

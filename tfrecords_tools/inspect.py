@@ -18,7 +18,7 @@ def _check_folder(folder: Path) -> None:
     """Say what a folder that cannot be inspected is, and what to run instead."""
     from spade_tf.data.manifest import DataError
     from spade_tf.data.schema import MANIFEST_FILE
-    from tfrecords_tools.convert import STATE_FILE
+    from tfrecords_tools.out_folder import STATE_FILE
 
     if not folder.exists():
         raise DataError(f"{folder} does not exist: give the --out folder of "
@@ -109,6 +109,7 @@ def inspect_dataset(folder: str | os.PathLike) -> tuple[object, InspectionReport
         except DataError as error:
             problems.append(str(error))
     sizes: collections.Counter = collections.Counter()
+    space = manifest.label_space
     histogram = np.zeros(manifest.num_classes + 1, np.int64)
     count = with_instances = 0
     keys = set()
@@ -125,14 +126,11 @@ def inspect_dataset(folder: str | os.PathLike) -> tuple[object, InspectionReport
                 if key in keys:
                     problems.append(f"{Path(path).name}: key {key} appears twice")
                 keys.add(key)
-                valid = label < manifest.num_classes
-                if manifest.dontcare_label is not None:
-                    valid |= label == manifest.dontcare_label
-                if not valid.all():
+                invalid = space.find_invalid(label)
+                if invalid is not None:
                     problems.append(f"{Path(path).name}: {key} has label ids "
-                                    f"{np.unique(label[~valid])[:5].tolist()} out of range")
-                histogram += np.bincount(np.minimum(label, manifest.num_classes).ravel(),
-                                         minlength=manifest.num_classes + 1)
+                                    f"{list(invalid.ids[:5])} out of range")
+                histogram += space.class_counts(label)
                 sizes[label.shape] += 1
                 with_instances += int(bool(example["instance"].numpy().any()))
                 in_shard += 1

@@ -17,7 +17,8 @@ Scene model (``generate_scene``), on a ``size x size`` canvas:
   ground and grows as its foot nears the bottom edge; objects are painted far
   to near, so near ones occlude far ones (a hidden object simply vanishes).
 
-Class table (``CLASSES``, defined in ``spade_tf.evaluation.synthetic``)::
+Class table (``CLASSES``: the packaged table ``spade_tf/class_tables/synthetic.json``, read
+by ``spade_tf.evaluation.synthetic``; the ids are this module's ``SKY`` ... ``PERSON``)::
 
     id  name      base RGB         kind
     0   sky       (100, 190, 250)  stuff
@@ -54,10 +55,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from spade_tf.atomic import atomic_path, is_staging_name, write_text
 from spade_tf.errors import SpadeError
 
-# The class table lives in the library (which never imports these tools): the scenes and
-# their evaluation share it.
+# The classes are the packaged table class_tables/synthetic.json, which the library reads
+# (it never imports these tools): the scenes and their evaluation share it.
 from spade_tf.evaluation.synthetic import BASE_COLORS, CLASSES, NUM_CLASSES, THING_CLASSES
 
 SKY, GROUND, WATER, ROAD, TREE, BUILDING, CAR, PERSON = range(NUM_CLASSES)
@@ -67,7 +69,7 @@ INSTANCE_STRIDE = 1000  # thing id = class * INSTANCE_STRIDE + k
 MANIFEST_NAME = "classes.json"
 FORMAT_NAME = "spade-tf-synthetic"
 SUBDIRS = ("images", "labels", "instances")
-_SCENE_FILE = re.compile(r"scene_\d+\.png|\.scene_\d+\.png\.\d+\.tmp")
+_SCENE_FILE = re.compile(r"scene_\d+\.png")
 
 
 class SyntheticDataError(SpadeError, ValueError):
@@ -246,21 +248,19 @@ def scene_rng(seed: int, index: int) -> np.random.Generator:
 # --- dataset on disk ----------------------------------------------------------
 
 
-def _save_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """Write via a temp file in the same directory and os.replace it into place,
-    so an interrupted run never leaves a partial file under a final name."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _save_png(array: np.ndarray, path: Path) -> None:
     # PNG is lossless: JPEG artefacts would shift colours off the class table
     # and corrupt label / instance values. uint16 arrays become 16-bit "I;16".
-    _save_atomic(path, lambda tmp: Image.fromarray(array).save(tmp, format="PNG"))
+    # Atomic, so an interrupted run never leaves a partial file under a final name.
+    with atomic_path(path) as staging:
+        Image.fromarray(array).save(staging, format="PNG")
+
+
+def _is_scene_file(path: Path) -> bool:
+    """A scene, or the leftover of an interrupted write of one."""
+    name = path.name
+    return bool(_SCENE_FILE.fullmatch(name)) or (
+        is_staging_name(name) and path.is_file() and bool(_SCENE_FILE.match(name[1:])))
 
 
 def _is_synthetic(out: Path) -> bool:
@@ -287,7 +287,7 @@ def _prepare_dir(out: Path) -> None:
     for sub in SUBDIRS:
         (out / sub).mkdir(parents=True, exist_ok=True)
         for path in (out / sub).iterdir():  # drop scenes and temps of older runs
-            if _SCENE_FILE.fullmatch(path.name):
+            if _is_scene_file(path):
                 path.unlink()
 
 
@@ -299,8 +299,7 @@ def _write_manifest(out: Path, num: int, size: int, seed: int, complete: bool) -
         "classes": [{"id": c.id, "name": c.name, "color": list(c.color),
                      "thing": c.thing} for c in CLASSES],
     }
-    text = json.dumps(manifest, indent=2) + "\n"
-    _save_atomic(out / MANIFEST_NAME, lambda tmp: tmp.write_text(text))
+    write_text(out / MANIFEST_NAME, json.dumps(manifest, indent=2) + "\n")
 
 
 def write_dataset(out_dir: str | os.PathLike, num: int, size: int = 128,

@@ -11,8 +11,10 @@ import json
 import os
 from pathlib import Path
 
+from spade_tf.atomic import write_text
 from spade_tf.data.schema import MANIFEST_FILE, SCHEMA_VERSION
 from spade_tf.errors import SpadeError
+from spade_tf.label_space import LabelSpace
 
 
 class DataError(SpadeError, ValueError):
@@ -41,6 +43,11 @@ class Manifest:
     class_histogram: tuple[int, ...] = ()
     schema_version: int = SCHEMA_VERSION
 
+    def __post_init__(self) -> None:
+        # No classes, or a don't-care id among them: LabelSpaceError, a ValueError, which
+        # read_manifest reports as a manifest that is not valid.
+        LabelSpace(self.num_classes, self.dontcare_label)
+
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2)
 
@@ -55,20 +62,29 @@ class Manifest:
     def shard_paths(self, folder: str | os.PathLike) -> list[Path]:
         return [Path(folder) / shard.name for shard in self.shards]
 
+    @property
+    def label_space(self) -> LabelSpace:
+        """The data's ids; ``uses_instance_edges``: the records carry instance maps."""
+        return LabelSpace(self.num_classes, self.dontcare_label, self.has_instances)
+
     def check_label_settings(self, num_classes: int, use_dontcare_label: bool,
                              dontcare_label: int, use_instance_edges: bool,
                              source: str = "the model config") -> None:
         """Raise DataError when the data cannot feed a model with these settings."""
+        self.check_label_space(LabelSpace.from_settings(
+            num_classes, use_dontcare_label, dontcare_label, use_instance_edges), source)
+
+    def check_label_space(self, model: LabelSpace, source: str = "the model config") -> None:
+        """Raise DataError when the data cannot feed a model of label space ``model``."""
         problems = []
-        if self.num_classes != num_classes:
+        if self.num_classes != model.num_classes:
             problems.append(f"the data has {self.num_classes} classes, {source} has "
-                            f"num_classes={num_classes}")
-        if self.dontcare_label is not None and (
-                not use_dontcare_label or dontcare_label != self.dontcare_label):
+                            f"num_classes={model.num_classes}")
+        if self.dontcare_label is not None and model.dontcare_id != self.dontcare_label:
             problems.append(f"the data marks don't-care pixels with {self.dontcare_label}; "
                             f"set use_dontcare_label=true and dontcare_label="
                             f"{self.dontcare_label} in {source}")
-        if use_instance_edges and not self.has_instances:
+        if model.uses_instance_edges and not self.has_instances:
             problems.append(f"{source} uses instance edges but the data has no instance maps "
                             "(set use_instance_edges=false or convert with instance maps)")
         if problems:
@@ -97,12 +113,8 @@ def read_manifest(folder: str | os.PathLike) -> Manifest:
 
 
 def write_manifest(folder: str | os.PathLike, manifest: Manifest) -> Path:
-    """Write the manifest atomically (temporary file, then rename)."""
-    path = Path(folder) / MANIFEST_FILE
-    staging = path.with_name(f".{MANIFEST_FILE}.tmp")
-    staging.write_text(manifest.to_json())
-    os.replace(staging, path)
-    return path
+    """Write the manifest atomically (:func:`spade_tf.atomic.write_text`)."""
+    return write_text(Path(folder) / MANIFEST_FILE, manifest.to_json())
 
 
 def check_shard_files(folder: str | os.PathLike, manifest: Manifest) -> list[Path]:

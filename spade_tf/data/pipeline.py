@@ -32,8 +32,8 @@ from spade_tf.config import DataConfig, ModelConfig
 from spade_tf.data.manifest import DataError, check_shard_files, read_manifest
 from spade_tf.data.schema import parse_example
 from spade_tf.errors import readable_tf_message
-from spade_tf.inference import photo_to_unit
-from spade_tf.layers.semantic import check_label_ids
+from spade_tf.inference_rules import photo_to_unit
+from spade_tf.layers.semantic import check_label_space
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -95,8 +95,7 @@ def decode_record(record, model: ModelConfig, data: DataConfig, seed, augment: b
     is centred and nothing is flipped (evaluation).
     """
     example = parse_example(record)
-    dontcare = model.dontcare_label if model.use_dontcare_label else None
-    example["label"] = check_label_ids(example["label"], model.num_classes, dontcare)
+    example["label"] = check_label_space(example["label"], model.label_space)
     photo, label, instance = preprocess(example, seed, data, model.image_size, augment)
     return {"key": example["key"], "photo": photo, "label": label, "instance": instance}
 
@@ -171,8 +170,7 @@ def make_input_fn(
     exist with their recorded sizes and that the data's label settings fit the model.
     """
     manifest = read_manifest(data_dir)
-    manifest.check_label_settings(model.num_classes, model.use_dontcare_label,
-                                  model.dontcare_label, model.use_instance_edges)
+    manifest.check_label_space(model.label_space)
     files = [str(p) for p in check_shard_files(data_dir, manifest)]
     steps_per_epoch = manifest.num_examples // global_batch_size
     if drop_remainder and steps_per_epoch == 0:

@@ -3,12 +3,13 @@
 ``generate_images(model_dir, data_dir, out_dir)`` writes, for every record (in shard
 order, no augmentation: the evaluation preprocessing of ``spade_tf.data.pipeline``):
 
-- ``generated/<name>.png``: the generator's image, uint8 by :func:`spade_tf.inference.to_uint8`;
+- ``generated/<name>.png``: the generator's image, uint8 by
+  :func:`spade_tf.inference_rules.to_uint8`;
 - ``real/<name>.png``: the photo after the same preprocessing (the model's size);
 - ``labels/<name>.png``: the label ids at that size (8-bit PNG, 16-bit when an id > 255).
 
 ``<name>`` is the record key's file stem (its index is appended when two keys share a
-stem). VAE models take their latent by the rule of :mod:`spade_tf.inference`: the
+stem). VAE models take their latent by the rule of :mod:`spade_tf.inference_rules`: the
 encoder's mean on the real photo (``latent="encode"``), or the style seed ``seed + i`` for
 example ``i`` (``latent="random"``), the image ``spade-synthesize --seed`` gives.
 """
@@ -23,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from spade_tf.evaluation.errors import EvaluationError
-from spade_tf.evaluation.images import write_png
+from spade_tf.png import write_png
 
 SUBFOLDERS = ("generated", "real", "labels")
 LATENT_MODES = ("encode", "random")
@@ -62,10 +63,10 @@ def _dataset(data_dir, config, batch_size: int, limit: int | None):
 
 
 def _latent(networks, photo, indices, seed: int, latent: str):
-    """The :mod:`spade_tf.inference` rule: the photo's style, or style seed ``seed + i``."""
+    """The :mod:`spade_tf.inference_rules` rule: the photo's style, or style seed ``seed + i``."""
     import numpy as np
 
-    from spade_tf.inference import photo_to_unit, style_latent
+    from spade_tf.inference_rules import photo_to_unit, style_latent
 
     model = networks.config.model
     if latent == "random":
@@ -86,23 +87,25 @@ def generate_images(model_dir: str | os.PathLike, data_dir: str | os.PathLike,
                     out_dir: str | os.PathLike, limit: int | None = None, seed: int = 0,
                     batch_size: int = 8, latent: str = "encode", overwrite: bool = False,
                     progress: Callable[[int, int], None] | None = None,
-                    precision: str = "float32") -> GenerateSummary:
+                    precision: str | None = None) -> GenerateSummary:
     """Write ``generated/``, ``real/`` and ``labels/`` PNGs for the records of ``data_dir``.
 
-    ``precision`` ("float32", "bfloat16", "float16") is the generator's and encoder's
+    ``precision`` ("float32", "bfloat16", "float16"; default: the config's
+    ``export.precision``, as every inference command) is the generator's and encoder's
     compute type (see :mod:`spade_tf.precision`).
     The folder appears complete or not at all; an existing non-empty ``out_dir`` is
     refused unless ``overwrite``.
     """
     import tensorflow as tf
 
+    from spade_tf.atomic import atomic_directory
     from spade_tf.data.pipeline import explain_data_errors
     from spade_tf.errors import readable_tf_message
-    from spade_tf.folding import load_for_inference
-    from spade_tf.inference import to_uint8
-    from spade_tf.model_dir import atomic_directory, check_target
+    from spade_tf.inference_loader import load_for_inference
+    from spade_tf.inference_rules import to_uint8
+    from spade_tf.model_dir import check_target, replaces
     from spade_tf.models import build_semantic_input
-    from spade_tf.precision import policy_name
+    from spade_tf.precision import check_precision
 
     if latent not in LATENT_MODES:
         raise EvaluationError(f"latent {latent!r} is unknown: expected one of "
@@ -111,7 +114,8 @@ def generate_images(model_dir: str | os.PathLike, data_dir: str | os.PathLike,
         raise EvaluationError(f"limit must be a positive number of images; got {limit}.")
     if batch_size < 1:
         raise EvaluationError(f"batch size must be a positive integer; got {batch_size}.")
-    policy_name(precision)  # an unknown name fails before any loading
+    if precision is not None:
+        check_precision(precision)  # an unknown name fails before any loading
     check_target(out_dir, overwrite)  # so does an --out that would be refused at the end
     networks = load_for_inference(model_dir, precision)
     model = networks.config.model
@@ -122,8 +126,10 @@ def generate_images(model_dir: str | os.PathLike, data_dir: str | os.PathLike,
     semantic_input = build_semantic_input(model)
     names: list[str] = []
     used: set[str] = set()
+    check_target(out_dir, overwrite)  # again: the loading above takes a while
     try:
-        with atomic_directory(out_dir, overwrite=overwrite) as out, explain_data_errors(files):
+        with atomic_directory(out_dir, replace=replaces(out_dir, overwrite)) as out, \
+                explain_data_errors(files):
             for sub in SUBFOLDERS:
                 (out / sub).mkdir()
             for batch in batches:

@@ -88,12 +88,6 @@ def read_label_map(path: str | os.PathLike) -> np.ndarray:
         raise EvaluationError(str(error)) from None
 
 
-def write_png(path: Path, array: np.ndarray) -> None:
-    """Write uint8 RGB / grayscale or uint16 grayscale (16-bit PNG) losslessly."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array).save(path, format="PNG")
-
-
 def same_size_batches(items: Iterable[tuple[str, np.ndarray]],
                       batch_size: int) -> Iterator[tuple[list[str], np.ndarray]]:
     """Group consecutive ``(name, array)`` items into stacked batches of one array shape

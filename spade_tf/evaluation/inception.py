@@ -36,6 +36,7 @@ import numpy as np
 
 from spade_tf.evaluation.errors import EvaluationError
 from spade_tf.evaluation.images import same_size_batches
+from spade_tf.torch_import import import_torch_beside_tensorflow
 
 INCEPTION_SIZE = 299
 KERAS_SUFFIXES = (".h5", ".keras")
@@ -105,7 +106,7 @@ class TorchScriptInception(InceptionFeatures):
         self.device = device
 
     def _features(self, images: np.ndarray) -> np.ndarray:
-        import torch
+        torch = import_torch_beside_tensorflow()
 
         batch = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
         try:
@@ -171,7 +172,7 @@ def _load_keras(path: Path) -> KerasInception:
 
 def _load_torchscript(path: Path) -> TorchScriptInception:
     try:
-        import torch
+        torch = import_torch_beside_tensorflow()
     except ImportError:
         raise InceptionError(
             f"reading the TorchScript Inception {path.name} needs PyTorch, an optional extra: "

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from spade_tf.evaluation.errors import EvaluationError
+from spade_tf.layout import SAVED_MODEL_FILE
 
 SIGNATURE = "serving_default"
 # Float input ranges: name -> (scale, offset) applied to [0, 255] pixels. No name starts
@@ -44,7 +45,7 @@ class Segmenter:
         if input_range not in INPUT_RANGES:
             raise SegmenterError(f"input range {input_range!r} is unknown: expected one of "
                                  f"{list(INPUT_RANGES)}.")
-        if not (self.path / "saved_model.pb").is_file():
+        if not (self.path / SAVED_MODEL_FILE).is_file():
             raise SegmenterError(f"{self.path} is not a SavedModel folder (no saved_model.pb in "
                                  "it); export the segmenter with tf.saved_model.save.")
         self._loaded = tf.saved_model.load(str(self.path))  # keeps the signature's variables

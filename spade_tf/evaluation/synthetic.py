@@ -7,8 +7,9 @@ image can be scored against the label map it came from without any segmentation 
 each generated pixel's class is read back from its colour (``classify_colors``) and the
 confusion matrix gives mIoU and pixel accuracy, as ``spade-eval synthetic`` reports.
 
-The class table lives here rather than in ``tfrecords_tools`` so that the library never
-imports the tools (``tfrecords_tools.synthetic`` re-exports it). Numpy only.
+The classes are the packaged table ``spade_tf/class_tables/synthetic.json``, read like
+every dataset's (:mod:`spade_tf.classes`); its ``"thing"`` marks the classes the scenes
+draw as objects. Numpy only.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from spade_tf.classes import packaged_table, packaged_table_data
 from spade_tf.evaluation.confusion import ConfusionMatrix, SegmentationScores
 from spade_tf.evaluation.errors import EvaluationError
 
@@ -29,16 +31,15 @@ class SemanticClass:
     thing: bool
 
 
-CLASSES: tuple[SemanticClass, ...] = (
-    SemanticClass(0, "sky", (100, 190, 250), False),
-    SemanticClass(1, "ground", (200, 180, 90), False),
-    SemanticClass(2, "water", (20, 40, 180), False),
-    SemanticClass(3, "road", (60, 55, 60), False),
-    SemanticClass(4, "tree", (40, 160, 30), True),
-    SemanticClass(5, "building", (230, 215, 200), True),
-    SemanticClass(6, "car", (210, 40, 40), True),
-    SemanticClass(7, "person", (200, 60, 200), True),
-)
+def _read_classes() -> tuple[SemanticClass, ...]:
+    table = packaged_table("synthetic")  # checked: ids 0..N-1, names, colours
+    things = {entry["id"]: entry.get("thing") is True
+              for entry in packaged_table_data("synthetic")["classes"]}
+    return tuple(SemanticClass(i, table.names[i], table.colors[i], things[i])
+                 for i in table.ids)
+
+
+CLASSES: tuple[SemanticClass, ...] = _read_classes()
 NUM_CLASSES = len(CLASSES)
 THING_CLASSES = tuple(c.id for c in CLASSES if c.thing)
 BASE_COLORS = np.array([c.color for c in CLASSES], dtype=np.int32)

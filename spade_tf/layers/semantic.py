@@ -5,13 +5,16 @@ channels, plus one channel for the don't-care label when the dataset has one),
 followed by an instance-edge channel when instance maps are used. Ids outside
 the valid range stop the computation with an ``InvalidArgumentError`` that names
 the offending id; they are never clamped or silently dropped (``tf.one_hot``
-would return an all-zero vector for them).
+would return an all-zero vector for them). Which ids are valid, and how many channels
+there are, is :class:`spade_tf.label_space.LabelSpace`'s to say.
 """
 
 from __future__ import annotations
 
 import keras
 import tensorflow as tf
+
+from spade_tf.label_space import LabelSpace
 
 
 def instance_edges(instance_ids):
@@ -35,16 +38,20 @@ def check_label_ids(label_ids, num_classes: int, dontcare_label: int | None = No
 
     Valid ids are 0..num_classes-1, plus ``dontcare_label`` when given.
     """
+    return check_label_space(label_ids, LabelSpace(num_classes, dontcare_label))
+
+
+def check_label_space(label_ids, space: LabelSpace):
+    """Return ``label_ids`` as int32 after asserting every id is in ``space``: in the
+    graph, so a served model and the input pipeline stop on a bad map too."""
     ids = tf.cast(label_ids, tf.int32)
-    valid = (ids >= 0) & (ids < num_classes)
-    allowed = f"0..{num_classes - 1}"
-    if dontcare_label is not None:
-        valid |= tf.equal(ids, dontcare_label)
-        allowed += f" or {dontcare_label} (don't-care)"
+    valid = (ids >= 0) & (ids < space.num_classes)
+    if space.dontcare_id is not None:
+        valid |= tf.equal(ids, space.dontcare_id)
     bad_ids = tf.boolean_mask(ids, tf.logical_not(valid))
     check = tf.debugging.Assert(
         tf.reduce_all(valid),
-        [f"label ids must be in {allowed}; found id", bad_ids[:1],
+        [f"label ids must be in {space.allowed_text}; found id", bad_ids[:1],
          "(occurrences:", tf.size(bad_ids), "). Check the class count of the model "
          "and of the label maps."],
         name="check_label_ids",
@@ -61,11 +68,12 @@ def semantic_one_hot(
     instance_ids=None,
 ):
     """[B, H, W] ids (and instance ids) -> float32 [B, H, W, channels]."""
-    ids = check_label_ids(label_ids, num_classes, dontcare_label if use_dontcare_label else None)
-    depth = num_classes
-    if use_dontcare_label:
+    space = LabelSpace.from_settings(num_classes, use_dontcare_label, dontcare_label)
+    ids = check_label_space(label_ids, space)
+    depth = space.num_classes
+    if space.dontcare_id is not None:
         # The reference maps the don't-care id onto one extra channel after the classes.
-        ids = tf.where(tf.equal(ids, dontcare_label), num_classes, ids)
+        ids = tf.where(tf.equal(ids, space.dontcare_id), space.dontcare_channel, ids)
         depth += 1
     semantic = tf.one_hot(ids, depth, dtype=tf.float32)
     if instance_ids is not None:
@@ -95,13 +103,9 @@ class SemanticInput(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if num_classes < 1:
-            raise ValueError(f"num_classes={num_classes}: expected a positive class count.")
-        if use_dontcare_label and 0 <= dontcare_label < num_classes:
-            raise ValueError(
-                f"dontcare_label={dontcare_label} is also a class id (0..{num_classes - 1}): "
-                "use an id outside the classes, usually 255."
-            )
+        # Raises LabelSpaceError (a ValueError) for no classes or a don't-care class id.
+        self.label_space = LabelSpace.from_settings(num_classes, use_dontcare_label,
+                                                    dontcare_label, use_instance_edges)
         self.num_classes = num_classes
         self.use_dontcare_label = use_dontcare_label
         self.dontcare_label = dontcare_label
@@ -109,7 +113,7 @@ class SemanticInput(keras.layers.Layer):
 
     @property
     def channels(self) -> int:
-        return self.num_classes + int(self.use_dontcare_label) + int(self.use_instance_edges)
+        return self.label_space.semantic_channels
 
     def call(self, label_ids, instance_ids=None):
         if self.use_instance_edges and instance_ids is None:

@@ -1,11 +1,16 @@
 """GauGAN: the trainer model that owns the generator, discriminator and encoder.
 
 ``GauGAN.train_step`` does what the reference does per batch: one generator step (GAN,
-feature-matching, VGG and KL terms; the discriminator judges fake and real in one
-batch), then one discriminator step on a fresh fake from the updated generator. Losses
-are per example and reduced once over the global batch, so one step on 2 replicas
-equals one step on one device with the same global batch. Works with ``model.fit``
-under no strategy, ``MirroredStrategy`` and ``MultiWorkerMirroredStrategy``.
+feature-matching, VGG and KL terms), then one discriminator step on a fresh fake from the
+updated generator. The discriminator step judges fake and real in one batch (the two
+concatenated, as the reference does). So does the generator step, except when the
+discriminator uses instance norm: then it judges fake (training) and real (inference) in
+two calls, which gives the stacked call's values without differentiating through the real
+half. Losses are per example and reduced once over the global batch, so one step on 2
+replicas equals one step on one device with the same global batch. Works with
+``model.fit`` under no strategy, ``MirroredStrategy`` and ``MultiWorkerMirroredStrategy``.
+
+:func:`build_trainer` builds it from a config; :func:`global_step` counts its updates.
 """
 
 from __future__ import annotations
@@ -15,9 +20,16 @@ from collections.abc import Callable
 import keras
 import tensorflow as tf
 
-from spade_tf.config import KL_REDUCTIONS
-from spade_tf.inference import style_latent
+from spade_tf import compat
+from spade_tf.config import KL_REDUCTIONS, Config
+from spade_tf.inference_rules import style_latent
 from spade_tf.layers.semantic import SemanticInput
+from spade_tf.models import (
+    build_discriminator,
+    build_encoder,
+    build_generator,
+    build_semantic_input,
+)
 from spade_tf.training import losses
 from spade_tf.training.optimizers import make_optimizer
 
@@ -25,7 +37,7 @@ LOSS_NAMES = ("g_total", "g_gan", "g_feature_matching", "g_vgg", "g_kl", "d_real
               "d_total")
 
 
-class GauGAN(keras.Model):
+class GauGAN(compat.SkipSymbolicBuild, keras.Model):
     """Semantic image synthesis GAN trained with ``fit``.
 
     Batches are dicts with ``"label"`` int [B, H, W], ``"image"`` float [B, H, W, 3] in
@@ -155,7 +167,7 @@ class GauGAN(keras.Model):
     def call(self, inputs: dict, training: bool = False):
         """Label ids (and instance ids, and a style photo or latent) -> image in [-1, 1].
 
-        The latent follows :mod:`spade_tf.inference`: the photo's encoded mean, else random.
+        The latent follows :mod:`spade_tf.inference_rules`: the photo's encoded mean, else random.
         """
         semantic = self.semantic(inputs)
         generator_inputs = {"semantic": semantic}
@@ -219,14 +231,12 @@ class GauGAN(keras.Model):
 
     # -- steps ------------------------------------------------------------------------
 
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        # Workaround for keras-team/keras#20585 (Keras 3.15): under a distribution strategy
-        # fit first pulls one batch and averages it with strategy.reduce to trace the
-        # model symbolically; MultiWorkerMirroredStrategy cannot reduce a dict of
-        # per-replica tensors and fit fails before the first step. GauGAN's networks are
-        # built when it is constructed and it compiles no losses or metrics, so there is
-        # nothing to build: skip it.
-        return
+    # fit's symbolic build is skipped (compat.SkipSymbolicBuild): a workaround for
+    # keras-team/keras#20585 (Keras 3.15). Under a distribution strategy fit first pulls one
+    # batch and averages it with strategy.reduce to trace the model symbolically;
+    # MultiWorkerMirroredStrategy cannot reduce a dict of per-replica tensors and fit fails
+    # before the first step. GauGAN's networks are built when it is constructed and it
+    # compiles no losses or metrics, so there is nothing to build.
 
     def _update(self, optimizer, tape, scaled_loss, variables) -> None:
         """Apply the gradients of ``scaled_loss`` (scaled inside the tape, for float16)."""
@@ -267,10 +277,51 @@ class GauGAN(keras.Model):
 def _multi_worker() -> bool:
     strategy = tf.distribute.get_strategy()
     return (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
-            and strategy.extended._in_multi_worker_mode())
+            and compat.in_multi_worker_mode(strategy))
 
 
 def _loss_scaled(optimizer: keras.optimizers.Optimizer) -> keras.optimizers.Optimizer:
     if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
         return optimizer
     return keras.optimizers.LossScaleOptimizer(optimizer)
+
+
+def build_trainer(config: Config, vgg_features: Callable | None = None) -> GauGAN:
+    """GauGAN with its networks and optimizers, under the current strategy scope."""
+    model = config.model
+    train = config.train
+    if train.vgg_weight > 0 and vgg_features is None:
+        from spade_tf.training.vgg import load_vgg_features
+
+        vgg_features = load_vgg_features(train.vgg_weights_path)
+    trainer = GauGAN(
+        generator=build_generator(model),
+        discriminator=build_discriminator(model),
+        encoder=build_encoder(model) if model.use_vae else None,
+        semantic_input=build_semantic_input(model),
+        vgg_features=vgg_features,
+        gan_mode=train.gan_mode,
+        feature_matching_weight=train.feature_matching_weight,
+        vgg_weight=train.vgg_weight,
+        kl_weight=train.kl_weight,
+        kl_reduction=train.kl_reduction,
+    )
+    trainer.compile(
+        g_optimizer=make_optimizer(train.optimizer, train.g_learning_rate, train.beta_1,
+                                   train.beta_2),
+        d_optimizer=make_optimizer(train.optimizer, train.d_learning_rate, train.beta_1,
+                                   train.beta_2),
+        jit_compile=train.jit_compile,
+    )
+    return trainer
+
+
+def _optimizer_variables_owner(optimizer):
+    return optimizer.inner_optimizer if isinstance(
+        optimizer, keras.optimizers.LossScaleOptimizer) else optimizer
+
+
+def global_step(trainer: GauGAN) -> int:
+    """Generator updates so far: one per batch, except under ``mixed_float16``, whose loss
+    scaler skips steps with overflowing gradients (``train`` counts batches itself)."""
+    return int(_optimizer_variables_owner(trainer.g_optimizer).iterations.numpy())

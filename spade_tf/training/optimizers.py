@@ -27,9 +27,11 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from spade_tf import compat
+
 
 @keras.saving.register_keras_serializable(package="spade_tf")
-class TorchAdam(keras.optimizers.Optimizer):
+class TorchAdam(compat.ReplacesCheckpointChildren, keras.optimizers.Optimizer):
     """torch.optim.Adam (epsilon added to ``sqrt(v_hat)`` after bias correction).
 
     Slots are ``momentum``/``velocity`` variables held in ``_momentums``/``_velocities``
@@ -77,13 +79,12 @@ class TorchAdam(keras.optimizers.Optimizer):
             self._momentums = []
             self._velocities = self.add_optimizer_variables(var_list, "velocity")
             # Set past attribute tracking: checkpoints see it only as "_variables" below.
-            object.__setattr__(self, "_checkpoint_positions", _CheckpointPositions(self))
+            compat.set_untracked(self, "_checkpoint_positions", _CheckpointPositions(self))
 
-    def _trackable_children(self, save_type="checkpoint", **kwargs):
-        children = super()._trackable_children(save_type, **kwargs)
+    def checkpoint_children(self, children: dict) -> dict:
         positions = self.__dict__.get("_checkpoint_positions")
-        if positions is not None and "_variables" in children:
-            children["_variables"] = positions
+        if positions is not None and compat.OPTIMIZER_VARIABLES_CHILD in children:
+            children[compat.OPTIMIZER_VARIABLES_CHILD] = positions
         return children
 
     def apply(self, grads, trainable_variables=None):
@@ -110,7 +111,7 @@ class TorchAdam(keras.optimizers.Optimizer):
         """torch.optim.Adam's update of one variable; returns its new value."""
         dtype = variable.dtype
         gradient = tf.cast(gradient, dtype)
-        index = self._get_variable_index(variable)
+        index = compat.variable_index(self, variable)
         v = self._velocities[index]
 
         if self.stores_momentum:
@@ -155,18 +156,19 @@ class TorchAdam(keras.optimizers.Optimizer):
         return config
 
 
-class _CheckpointPositions(tf.__internal__.tracking.Trackable):
+class _CheckpointPositions(compat.CheckpointNode):
     """An optimizer's variables under the checkpoint names of the layout with momentums:
     ``0`` iterations, ``1`` learning rate, then ``2 + 2 i`` momentum and ``3 + 2 i``
     velocity of the i-th trained variable (keras.optimizers.Adam's order)."""
 
     def __init__(self, optimizer: TorchAdam) -> None:
-        self._maybe_initialize_trackable()
-        leading = len(optimizer.variables) - len(optimizer._velocities)
-        for index, variable in enumerate(optimizer.variables[:leading]):
-            self._track_trackable(variable, name=str(index))
-        for index, velocity in enumerate(optimizer._velocities):
-            self._track_trackable(velocity, name=str(leading + 2 * index + 1))
+        velocities = compat.optimizer_velocities(optimizer)
+        leading = len(optimizer.variables) - len(velocities)
+        children = {str(index): variable
+                    for index, variable in enumerate(optimizer.variables[:leading])}
+        children.update({str(leading + 2 * index + 1): velocity
+                         for index, velocity in enumerate(velocities)})
+        super().__init__(children)
 
 
 def make_optimizer(name: str, learning_rate: float, beta_1: float = 0.0,

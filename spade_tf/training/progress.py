@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-import keras
+from spade_tf.compat import OffsetProgbarLogger
 
 
 def _number(value) -> str:
@@ -18,7 +18,7 @@ def _number(value) -> str:
     return f"{value:.4f}" if value == 0 or abs(value) >= 1e-3 else f"{value:.3e}"
 
 
-class EpochProgress(keras.callbacks.ProgbarLogger):
+class EpochProgress(OffsetProgbarLogger):
     """Keras's progress numbered over the whole run.
 
     ``train`` finishes an interrupted epoch with a ``fit`` of its own; this shows it as
@@ -29,7 +29,6 @@ class EpochProgress(keras.callbacks.ProgbarLogger):
     def __init__(self, epochs: int, steps_per_epoch: int):
         super().__init__()
         self.total_epochs, self.steps_per_epoch = epochs, steps_per_epoch
-        self.offset = 0  # steps of the current epoch done before this fit
         self.started = time.monotonic()
 
     def set_params(self, params):
@@ -56,6 +55,3 @@ class EpochProgress(keras.callbacks.ProgbarLogger):
                 f"steps - {time.monotonic() - self.started:.0f}s")
         line += "".join(f" - {name}: {_number(value)}" for name, value in logs.items())
         print(line, flush=True)  # flushed: a log file followed with tail -f
-
-    def _update_progbar(self, batch, logs=None):
-        super()._update_progbar(batch + self.offset, logs)

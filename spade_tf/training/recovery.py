@@ -13,18 +13,15 @@ import os
 import shutil
 from pathlib import Path
 
+from spade_tf.atomic import write_text
 from spade_tf.config import Config
-from spade_tf.model_dir import (
-    CONFIG_FILE,
-    NETWORK_FILES,
-    load_model_dir,
-    network_file_problem,
-)
+from spade_tf.layout import CONFIG_FILE, NETWORK_FILES, NETWORK_STAGING_DIR
+from spade_tf.model_dir import load_model_dir, network_file_problem
+from spade_tf.training.run_folder import place_staged
 
 # train.mixed_precision -> the precision load_model_dir builds under: the rewritten files
 # then record the dtype policies that training's own files record.
 _PRECISIONS = {"float32": "float32", "mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}
-STAGING = ".networks.tmp"  # the staging folder of training's own writer
 
 
 def network_problems(model_dir: Path, config: Config) -> dict[str, str]:
@@ -41,20 +38,22 @@ def rewrite_damaged_networks(model_dir: str | os.PathLike, config: Config,
     files that are missing or damaged; returns {file name: what was wrong} (empty: all
     sound, nothing written).
 
-    Each file is written into a staging folder and renamed over the old one.
+    Each network is saved into training's staging folder
+    (:data:`~spade_tf.layout.NETWORK_STAGING_DIR`) and renamed over the old file
+    (:func:`~spade_tf.training.run_folder.place_staged`); a missing ``config.yaml`` is
+    written atomically first.
     """
     model_dir = Path(model_dir)
     problems = network_problems(model_dir, config)
     if not problems:
         return {}
     written = {NETWORK_FILES[role]: problem for role, problem in problems.items()}
-    staging = model_dir / STAGING
+    staging = model_dir / NETWORK_STAGING_DIR
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     try:
         if not (model_dir / CONFIG_FILE).is_file():  # the networks are built from it
-            (staging / CONFIG_FILE).write_text(config.with_class_table().to_yaml())
-            os.replace(staging / CONFIG_FILE, model_dir / CONFIG_FILE)
+            write_text(model_dir / CONFIG_FILE, config.with_class_table().to_yaml())
             written[CONFIG_FILE] = "missing"
         step = int(checkpoint.rsplit("-", 1)[-1])
         loaded = load_model_dir(model_dir, networks=tuple(dict.fromkeys(["generator",
@@ -64,7 +63,7 @@ def rewrite_damaged_networks(model_dir: str | os.PathLike, config: Config,
         for role in problems:
             getattr(loaded, role).save(staging / NETWORK_FILES[role])
         for role in problems:
-            os.replace(staging / NETWORK_FILES[role], model_dir / NETWORK_FILES[role])
+            place_staged(staging / NETWORK_FILES[role], model_dir / NETWORK_FILES[role])
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return written

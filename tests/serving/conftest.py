@@ -1,8 +1,9 @@
 """Tiny exported models, in-process servers on loopback, and the expected images.
 
 Two models: a VAE one with instance edges (all four signatures, warm-up requests) and a
-plain one without instance edges (only the default signature, which is deterministic).
-Everything is session-scoped: exporting and loading dominate the run time.
+plain one without instance edges (only the default signature, which is deterministic),
+the session's exports "spade" and "plain" (tests/support/exports.py). Everything is
+session-scoped: exporting and loading dominate the run time.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from support.exports import KINDS
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # --import-mode=importlib does not add the rootdir
@@ -23,17 +25,14 @@ if str(ROOT) not in sys.path:  # --import-mode=importlib does not add the rootdi
 
 from serving.client import SpadeClient  # noqa: E402
 from serving.server import SpadeServer  # noqa: E402
-from spade_tf import inference  # noqa: E402
+from spade_tf import inference_rules as inference  # noqa: E402
 from spade_tf import signatures as sig  # noqa: E402
-from spade_tf.config import Config, ModelConfig  # noqa: E402
-from spade_tf.export import export_model  # noqa: E402
-from spade_tf.model_dir import ModelDir, save_model_dir  # noqa: E402
-from spade_tf.models import build_encoder, build_generator, build_semantic_input  # noqa: E402
+from spade_tf.config import ModelConfig  # noqa: E402
+from spade_tf.model_dir import load_model_dir  # noqa: E402
+from spade_tf.models import build_semantic_input  # noqa: E402
 
-VAE_CONFIG = ModelConfig(num_classes=4, use_instance_edges=True, crop_size=64, base_filters=4,
-                         spade_hidden_filters=8, use_vae=True, latent_dim=8, encoder_filters=4,
-                         encoder_input_size=128)
-PLAIN_CONFIG = ModelConfig(num_classes=5, crop_size=64, base_filters=4, spade_hidden_filters=8)
+VAE_CONFIG = KINDS["spade"].model
+PLAIN_CONFIG = KINDS["plain"].model
 # Every network call in these tests has a deadline.
 DEADLINE = 30.0
 
@@ -82,7 +81,7 @@ class ExportedModel:
             inputs["latent"] = latent
         return inference.to_uint8(self.generator(inputs, training=False)).numpy()
 
-    # The package's one rule for styles (spade_tf.inference, checked against hand-written
+    # The package's one rule for styles (spade_tf.inference_rules, checked against hand-written
     # numbers in tests/spade_tf/test_inference.py): the export must follow it.
     def seeded_latent(self, seeds) -> tf.Tensor:
         return inference.seeded_latent(np.asarray(seeds, np.int64), self.config.latent_dim)
@@ -92,33 +91,26 @@ class ExportedModel:
                                       photo=inference.photo_to_unit(style))
 
 
-def _export(root: Path, name: str, config: ModelConfig, seed: int,
-            warmup: bool) -> ExportedModel:
-    keras.utils.set_random_seed(seed)  # random weights, so images are not constant
-    generator = build_generator(config)
-    encoder = build_encoder(config) if config.use_vae else None
-    model_dir = save_model_dir(root / f"{name}_model",
-                               ModelDir(Config(model=config), generator, encoder=encoder))
-    version_dir = export_model(model_dir, root / "exports", name, warmup=warmup)
-    return ExportedModel(name=name, config=config, model_dir=model_dir, base=version_dir.parent,
-                         version_dir=version_dir, generator=generator, encoder=encoder,
-                         saved_model=tf.saved_model.load(str(version_dir)))
+def _exported(exports, kind: str) -> ExportedModel:
+    """The session's export of ``kind`` (random weights, so images are not constant), with
+    its networks loaded from its model folder and the export loaded in this process."""
+    export = exports(kind)
+    networks = load_model_dir(export.model_dir)
+    return ExportedModel(name=export.name, config=export.model, model_dir=export.model_dir,
+                         base=export.base, version_dir=export.version_dir,
+                         generator=networks.generator, encoder=networks.encoder,
+                         saved_model=tf.saved_model.load(str(export.version_dir)))
 
 
 @pytest.fixture(scope="session")
-def serving_root(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("serving")
+def vae_model(exports) -> ExportedModel:
+    return _exported(exports, "spade")
 
 
 @pytest.fixture(scope="session")
-def vae_model(serving_root) -> ExportedModel:
-    return _export(serving_root, "spade", VAE_CONFIG, seed=11, warmup=True)
-
-
-@pytest.fixture(scope="session")
-def plain_model(serving_root) -> ExportedModel:
+def plain_model(exports) -> ExportedModel:
     # No warm-up file: also checks that the server does without one.
-    return _export(serving_root, "plain", PLAIN_CONFIG, seed=12, warmup=False)
+    return _exported(exports, "plain")
 
 
 def _copy_version(model: ExportedModel, base: Path, version: int) -> Path:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import grpc
 import numpy as np
 import pytest
@@ -195,15 +193,42 @@ def test_spade_synthesize_errors_are_one_line_and_exit_2(tmp_path, capsys, vae_s
     assert exited.value.code == 2
 
 
-def test_total_timeout_bounds_the_retries():
+class FakeClock:
+    """The client's clock: ``sleep`` moves it on at once (and is recorded), nothing else
+    does, so what the client decides depends on its arithmetic alone."""
+
+    def __init__(self):
+        self.now, self.sleeps = 1000.0, []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def test_total_timeout_bounds_the_retries(monkeypatch):
     # Nothing listens on port 1: without the bound, 10 retries would wait 0.5 * (2**10 - 1) s.
-    started = time.monotonic()
+    clock = FakeClock()
+    monkeypatch.setattr(client_module, "time", clock)
     with SpadeClient("127.0.0.1:1", timeout=5.0, retries=10, backoff=0.5,
                      total_timeout=1.5) as down:
+        deadlines = []
+        call = down._prediction.GetModelMetadata
+
+        def recorded(request, timeout):
+            deadlines.append(timeout)
+            return call(request, timeout=timeout)
+
+        down._prediction.GetModelMetadata = recorded
         with pytest.raises(ServingError) as raised:
             down.metadata()
     assert raised.value.code == grpc.StatusCode.UNAVAILABLE
-    assert time.monotonic() - started < 3.0
+    # One wait of 0.5 s; the next (1 s) would reach the 1.5 s bound, so the client gives up
+    # instead. Each attempt's deadline is what is left of the bound, never the 5 s per call.
+    assert clock.sleeps == [0.5]
+    assert deadlines == [1.5, 1.0]
 
 
 def test_serving_errors_read_without_tensorflow_formatting(vae_client, vae_model):

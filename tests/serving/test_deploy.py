@@ -2,8 +2,8 @@
 them and with the layout spade-export writes.
 
 Fast: YAML, TF Serving's ModelServerConfig proto (``tensorflow_serving``'s light ``*_pb2``
-module), ``serving.metrics``' MonitoringConfig reader and ``serving.layout``; nothing here
-runs TensorFlow.
+module), ``serving.metrics``' MonitoringConfig reader, ``serving.base_path`` and
+``spade_tf.layout``; nothing here runs TensorFlow.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ import yaml
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from serving.layout import SAVED_MODEL_FILE, VERSION_NAME, check_model_base_path, version_folders
+from serving.base_path import check_model_base_path
 from serving.metrics import load_monitoring_config
+from spade_tf.layout import SAVED_MODEL_FILE, VERSION_NAME, version_folders
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "serving" / "deploy"
@@ -256,4 +257,4 @@ def test_model_base_paths_hold_version_folders(tmp_path):
     (tmp_path / pictured.lstrip("/")).parent.mkdir(parents=True)
     (tmp_path / pictured.lstrip("/")).write_bytes(b"")
     check_model_base_path(tmp_path / KSERVE_MODEL_DIR.lstrip("/"), MODEL)
-    assert version_folders(tmp_path / KSERVE_MODEL_DIR.lstrip("/")) == ["1"]
+    assert list(version_folders(tmp_path / KSERVE_MODEL_DIR.lstrip("/"))) == [1]

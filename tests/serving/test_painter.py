@@ -28,13 +28,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from support.models import save_random_model
 
 from serving.model_manager import ModelManager
 from serving.rest import RestServer
 from spade_tf.classes import class_table
 from spade_tf.config import ModelConfig
-from spade_tf.export import export_model
 
 ROOT = Path(__file__).resolve().parents[2]
 PAINTER_DIR = ROOT / "serving" / "painter"
@@ -53,6 +51,8 @@ HTTP_TIMEOUT = 30.0
 WINDOW = (1360, 860)
 INSTALL_HINT = ("run `make setup` (it installs Debian's chromium and chromium-driver with "
                 "apt-get and selenium into .venv)")
+# Deselect with -m "not slow and not browser" (make test runs them).
+pytestmark = pytest.mark.browser
 
 
 # -- the browser --------------------------------------------------------------------------
@@ -111,16 +111,12 @@ def driver(downloads):
 # -- the model and the servers -------------------------------------------------------------
 
 
-def _export(root: Path) -> Path:
-    model_dir = save_random_model(root / "painter_model", CONFIG, seed=21)
-    return export_model(model_dir, root / "exports", MODEL, warmup=False).parent
-
-
 @pytest.fixture(scope="module")
-def rest(tmp_path_factory):
-    """The REST server of the painter's model, with the page at /."""
-    root = tmp_path_factory.mktemp("painter_serving")
-    manager = ModelManager(_export(root), MODEL, poll_seconds=0)
+def rest(exports):
+    """The REST server of the painter's model (the session's export), with the page at /."""
+    export = exports("painter")
+    assert (export.model, export.name) == (CONFIG, MODEL)
+    manager = ModelManager(export.base, MODEL, poll_seconds=0)
     manager.poll()
     assert manager.current is not None, "the export did not load"
     missing = {"model_info", "synthesize_png", "synthesize_png_seeded",
@@ -647,16 +643,13 @@ def test_the_placeholder_keeps_the_spaces_around_its_bold_words(driver, rest, tm
         shutil.copyfile(tmp_path / "placeholder.png", os.environ["SPADE_PLACEHOLDER_SCREENSHOT"])
 
 
-def test_a_coco_stuff_canvas_starts_as_sky_not_person(driver, tmp_path_factory):
+def test_a_coco_stuff_canvas_starts_as_sky_not_person(driver, exports):
     """COCO-Stuff has no "sky" (class 0 is "person"): its sky is "sky-other"; never the
     don't-care id, which the model saw only on thin unlabelled seams."""
-    root = tmp_path_factory.mktemp("painter_coco")
-    coco = ModelConfig(num_classes=182, classes="coco_stuff", use_dontcare_label=True,
-                       dontcare_label=255, crop_size=32, base_filters=4,
-                       spade_hidden_filters=8)
-    model_dir = save_random_model(root / "model", coco, seed=3)
-    export_model(model_dir, root / "exports", "coco", warmup=False)
-    manager = ModelManager(root / "exports" / "coco", "coco", poll_seconds=0)
+    export = exports("coco_stuff")
+    assert (export.model.num_classes, export.model.classes, export.name) == (
+        182, "coco_stuff", "coco")
+    manager = ModelManager(export.base, "coco", poll_seconds=0)
     manager.poll()
     server = RestServer(manager, port=0, static_dir=PAINTER_DIR)
     server.start()

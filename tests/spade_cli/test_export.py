@@ -7,7 +7,7 @@ from support.models import save_random_model
 from support.processes import assert_one_line_error, run_command
 
 from spade_cli.export import main
-from spade_tf import signatures as sig
+from spade_tf import layout
 from spade_tf.config import ModelConfig
 from spade_tf.export import ExportError, export_model
 
@@ -81,7 +81,7 @@ def test_an_existing_version_is_kept_and_limits_reach_the_metadata(model_dir, tm
     version = exports / "spade" / "1"
     assert f"exported {version}" in result.stdout
     assert f"spade-serve --model-base-path {exports / 'spade'}" in result.stdout
-    metadata = json.loads((version / sig.SPADE_METADATA_FILE).read_text())
+    metadata = json.loads((version / layout.SPADE_METADATA_FILE).read_text())
     assert (metadata["max_batch_size"], metadata["max_pixels"]) == (2, 100)
     before = {path: path.stat().st_mtime_ns for path in version.rglob("*")}
 

@@ -14,7 +14,6 @@ import threading
 import numpy as np
 import pytest
 from PIL import Image
-from support.models import save_random_model
 from support.processes import assert_one_line_error, command_env, run_command, run_commands
 
 
@@ -91,14 +90,8 @@ def test_the_equals_form_is_checked_too(argv, capsys):
     assert "unrecognized option --rest_port: did you mean --rest-port?" in capsys.readouterr().err
 
 
-def test_spade_serve_names_each_address_once(tmp_path):
-    from spade_tf.config import ModelConfig
-    from spade_tf.export import export_model
-
-    model = ModelConfig(num_classes=3, crop_size=32, base_filters=2, spade_hidden_filters=4,
-                        classes="")
-    base = export_model(save_random_model(tmp_path / "model", model, seed=1),
-                        tmp_path / "exports", "paint", warmup=False).parent
+def test_spade_serve_names_each_address_once(exports):
+    base = exports("paint").base
     with socket.socket() as probe:  # --rest-port 0 turns REST off: a free port instead
         probe.bind(("127.0.0.1", 0))
         rest_port = probe.getsockname()[1]
@@ -126,11 +119,16 @@ def test_spade_serve_names_each_address_once(tmp_path):
 
 
 def test_precision_help_says_what_is_stored():
-    """The export and the generated images store the network in the precision asked for."""
-    export, generate = run_commands(("spade-export", "--help"),
-                                    ("spade-eval", "generate", "--help"), timeout=120)
-    for result in (export, generate):
+    """The three inference commands share one --precision: the same words, help and
+    default (the model config's export.precision), saying what is stored."""
+    export, generate, synthesize = run_commands(
+        ("spade-export", "--help"), ("spade-eval", "generate", "--help"),
+        ("spade-synthesize", "--help"), timeout=120)
+    for result in (export, generate, synthesize):
         text = " ".join(result.stdout.split())
         assert result.returncode == 0
         assert "the network is stored and run in it" in text, text
         assert "weights stay float32" not in text
+        assert "--precision {float32,bfloat16,float16}" in text
+        assert "(default: the model config's export.precision, float32 unless set)" in text
+    assert "with --model-dir: compute precision" in " ".join(synthesize.stdout.split())

@@ -8,8 +8,8 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 from support import ROOT
-from support.background import background_run
 from support.processes import assert_one_line_error, command_args, command_env
+from support.runs import session_run
 from support.synthetic_data import write_training_records
 
 CONFIG = ROOT / "configs" / "demo.yaml"
@@ -17,7 +17,7 @@ CONFIG = ROOT / "configs" / "demo.yaml"
 SETTINGS = ["--set", "train.batch_size=12", "--set", "train.epochs=2"]
 
 
-@background_run
+@session_run
 def recovered_run(folder, processes):
     """Train with stdout in a file (as nohup or a cluster job does), cut generator.keras in
     half, then the commands a user tries, in order: {name: CompletedProcess} and paths."""

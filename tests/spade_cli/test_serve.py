@@ -1,17 +1,45 @@
-"""``spade-serve`` pointed at the wrong folder or a taken port: one line within seconds,
-before TensorFlow starts (it used to wait forever, or fail after the start-up)."""
+"""``spade-serve`` pointed at the wrong folder or a taken port: one line, before TensorFlow
+starts (it used to wait forever, or fail after the start-up).
 
+The checks run in one fresh process, one ``main(argv)`` after another, which then says
+whether TensorFlow was ever imported: none of them may have needed it."""
+
+import json
 import socket
 import subprocess
 import sys
-import time
 
 import pytest
-from support.models import save_random_model
 from support.processes import assert_one_line_error, command_env, run_command
 
-# Well under TensorFlow's start-up (several seconds): the checks run before it.
-FAST = 3.0
+# spade-serve's main() on each argument list of argv[1] (JSON), in this order; prints each
+# one's exit status and stderr, and whether TensorFlow is imported after all of them.
+CHECKS = """
+import contextlib, io, json, sys
+from spade_cli.serve import main
+results = []
+for argv in json.loads(sys.argv[1]):
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr):
+        try:
+            status = main(argv)
+        except SystemExit as exit:
+            status = exit.code
+    results.append([status, stderr.getvalue()])
+print(json.dumps({"results": results, "tensorflow": "tensorflow" in sys.modules}))
+"""
+WRONG_PATHS = {
+    "exports": ["model base path {exports} is an export base", "holds exported models, not "
+                "versions; give --model-base-path {exports}/spade."],
+    "exports/spade/1": ["model base path {exports}/spade/1 is a single SavedModel (it holds "
+                        "saved_model.pb)", "give its parent: --model-base-path {exports}/spade."],
+    "missing": ["model base path {root}/missing is not a folder (it does not exist)",
+                "expected <export_base>/<model_name> as written by spade-export"],
+    "model": ["model base path {root}/model is a trained model folder, not an export: run "
+              "spade-export --model-dir {root}/model"],
+}
+LAYOUT = ["exports", "exports/spade", "exports/spade/1", "exports/spade/1/saved_model.pb",
+          "model", "model/config.yaml", "model/generator.keras"]
 
 
 def _version(folder):
@@ -20,13 +48,54 @@ def _version(folder):
     return folder
 
 
-def _serve(*args, timeout: float = 30):
-    started = time.monotonic()
+def _serve(*args, timeout: float = 60):
+    """spade-serve as a user runs it; ``timeout`` only catches a hang."""
     try:
-        result = run_command("spade-serve", *args, "--poll-seconds", "0", timeout=timeout)
+        return run_command("spade-serve", *args, "--poll-seconds", "0", timeout=timeout)
     except subprocess.TimeoutExpired:
         pytest.fail(f"spade-serve {' '.join(map(str, args))} was still running after {timeout} s")
-    return result, time.monotonic() - started
+
+
+def _layout(root) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+@pytest.fixture(scope="module")
+def checks(tmp_path_factory):
+    """Every check of this module in one process: {case: CompletedProcess-like result},
+    the folders they read, and whether TensorFlow was imported."""
+    root = tmp_path_factory.mktemp("serve_checks")
+    cases, roots = {}, {}
+    for given in WRONG_PATHS:  # a folder each, to see that none is written into
+        folder = roots[given] = root / given.replace("/", "_")
+        _version(folder / "exports" / "spade" / "1")
+        (folder / "model").mkdir()
+        for name in ("config.yaml", "generator.keras"):
+            (folder / "model" / name).write_text("")
+        cases[given] = ["--model-base-path", folder / given, "--port", "0"]
+    several = root / "several"
+    _version(several / "plain" / "1")
+    _version(several / "vae" / "2")
+    cases["several"] = ["--model-base-path", several, "--model-name", "vae", "--port", "0"]
+    served = root / "served"
+    _version(served / "spade" / "1")
+    cases["unknown_host"] = ["--model-base-path", served / "spade", "--port", "0",
+                             "--host", "no-such-host.invalid"]
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        cases["port_in_use"] = ["--model-base-path", served / "spade", "--port", port]
+        argvs = [[*map(str, argv), "--poll-seconds", "0"] for argv in cases.values()]
+        out = subprocess.run([sys.executable, "-c", CHECKS, json.dumps(argvs)],
+                             capture_output=True, text=True, timeout=120, env=command_env())
+    assert out.returncode == 0, out.stderr[-3000:]
+    answer = json.loads(out.stdout.strip().splitlines()[-1])
+    results = {name: subprocess.CompletedProcess(argv, status, "", stderr)
+               for name, argv, (status, stderr) in zip(cases, argvs, answer["results"],
+                                                       strict=True)}
+    return {"results": results, "roots": roots, "several": several, "port": port,
+            "tensorflow": answer["tensorflow"]}
 
 
 @pytest.mark.parametrize("given, words", [
@@ -39,52 +108,32 @@ def _serve(*args, timeout: float = 30):
     ("model", ["model base path {root}/model is a trained model folder, not an export: run "
                "spade-export --model-dir {root}/model"]),
 ])
-def test_a_wrong_model_base_path_says_which_path_to_give(tmp_path, given, words):
-    exports = tmp_path / "exports"
-    _version(exports / "spade" / "1")
-    (tmp_path / "model").mkdir()
-    for name in ("config.yaml", "generator.keras"):
-        (tmp_path / "model" / name).write_text("")
-    result, seconds = _serve("--model-base-path", tmp_path / given, "--port", "0")
-    assert_one_line_error(result, "spade-serve",
-                          *(w.format(exports=exports, root=tmp_path) for w in words))
-    assert seconds < FAST, seconds
-    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == [
-        "exports", "exports/spade", "exports/spade/1", "exports/spade/1/saved_model.pb",
-        "model", "model/config.yaml", "model/generator.keras"]
+def test_a_wrong_model_base_path_says_which_path_to_give(checks, given, words):
+    root = checks["roots"][given]
+    assert_one_line_error(checks["results"][given], "spade-serve",
+                          *(w.format(exports=root / "exports", root=root) for w in words))
+    assert _layout(root) == LAYOUT  # nothing written
 
 
-def test_several_exported_models_are_listed(tmp_path):
-    _version(tmp_path / "plain" / "1")
-    _version(tmp_path / "vae" / "2")
-    result, _ = _serve("--model-base-path", tmp_path, "--model-name", "vae", "--port", "0")
-    assert_one_line_error(result, "spade-serve", f"give --model-base-path {tmp_path / 'vae'} "
+def test_several_exported_models_are_listed(checks):
+    assert_one_line_error(checks["results"]["several"], "spade-serve",
+                          f"give --model-base-path {checks['several'] / 'vae'} "
                           "(models found here: plain, vae).")
 
 
-def test_a_port_in_use_fails_at_once(tmp_path):
-    _version(tmp_path / "spade" / "1")
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        result, seconds = _serve("--model-base-path", tmp_path / "spade", "--port", port)
-    assert_one_line_error(result, "spade-serve", f"port {port} on 127.0.0.1 is in use",
+def test_a_port_in_use_fails_at_once(checks):
+    port = checks["port"]
+    assert_one_line_error(checks["results"]["port_in_use"], "spade-serve",
+                          f"port {port} on 127.0.0.1 is in use",
                           "choose another --port (0 picks a free one)")
-    assert seconds < FAST, seconds
-    result, seconds = _serve("--model-base-path", tmp_path / "spade", "--port", "0",
-                             "--host", "no-such-host.invalid")
-    assert_one_line_error(result, "spade-serve", "--host no-such-host.invalid: not a known host")
-    assert seconds < FAST, seconds
+    assert_one_line_error(checks["results"]["unknown_host"], "spade-serve",
+                          "--host no-such-host.invalid: not a known host")
 
 
-def test_the_checks_do_not_import_tensorflow(tmp_path):
-    code = ("import sys; from spade_cli.serve import main; "
-            f"status = main(['--model-base-path', {str(tmp_path / 'x')!r}]); "
-            "print(status, 'tensorflow' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=60, env=command_env())
-    assert out.stdout.split() == ["2", "False"], out.stderr
+def test_the_checks_do_not_import_tensorflow(checks):
+    # Each refusal above came before TensorFlow's start-up (seconds): it was never imported.
+    assert checks["tensorflow"] is False
+    assert len(checks["results"]) == len(WRONG_PATHS) + 3
 
 
 def _free_port() -> int:
@@ -93,21 +142,15 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def test_rest_port_serves_the_api_and_the_painter_and_stops_on_sigterm(tmp_path):
-    import json
+def test_rest_port_serves_the_api_and_the_painter_and_stops_on_sigterm(exports):
     import signal
     import urllib.request
 
-    from spade_tf.config import ModelConfig
-    from spade_tf.export import export_model
-
-    model = ModelConfig(num_classes=3, crop_size=32, base_filters=2, spade_hidden_filters=4,
-                        classes="")
-    folder = save_random_model(tmp_path / "model", model, seed=1)
-    base = export_model(folder, tmp_path / "exports", "paint", warmup=False).parent
+    base = exports("paint").base
     rest = _free_port()
-    result, _ = _serve("--model-base-path", base, "--model-name", "paint", "--port", "0",
-                       "--rest-port", "0", "--cors-origin", "*")
+    # As a user meets it: the console script's exit status and its one line.
+    result = _serve("--model-base-path", base, "--model-name", "paint", "--port", "0",
+                    "--rest-port", "0", "--cors-origin", "*")
     assert_one_line_error(result, "spade-serve", "--cors-origin needs --rest-port")
     process = subprocess.Popen(
         [sys.executable, "-m", "spade_cli.serve", "--model-base-path", str(base),

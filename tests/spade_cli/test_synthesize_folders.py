@@ -3,14 +3,12 @@
 import numpy as np
 import pytest
 from PIL import Image
-from support.models import save_random_model
 from support.processes import assert_one_line_error, run_command, run_commands
 
 from serving.server import SpadeServer
 from spade_cli.synthesize import main
 from spade_tf.classes import class_table
 from spade_tf.config import ModelConfig
-from spade_tf.export import export_model
 
 VAE = ModelConfig(num_classes=8, use_instance_edges=True, crop_size=32, base_filters=4,
                   spade_hidden_filters=8, use_vae=True, latent_dim=8, encoder_filters=4,
@@ -18,13 +16,13 @@ VAE = ModelConfig(num_classes=8, use_instance_edges=True, crop_size=32, base_fil
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    root = tmp_path_factory.mktemp("folders")
-    model_dir = save_random_model(root / "model", VAE, seed=9)
-    version = export_model(model_dir, root / "exports", "spade", warmup=False)
-    server = SpadeServer(version.parent, "spade", port=0, poll_seconds=0)
+def model(exports):
+    export = exports("vae_32_synthetic")  # VAE
+    assert export.model == VAE
+    server = SpadeServer(export.base, export.name, port=0, poll_seconds=0)
     server.start()
-    yield {"model_dir": model_dir, "export": version, "server": server.address}
+    yield {"model_dir": export.model_dir, "export": export.version_dir,
+           "server": server.address}
     server.stop(grace=1.0).wait(10)
 
 

@@ -8,8 +8,8 @@ import time
 
 import tensorflow as tf
 from support import ROOT
-from support.background import background_run
 from support.processes import assert_one_line_error
+from support.runs import session_run
 from support.synthetic_data import write_training_records
 
 CONFIG = ROOT / "configs" / "demo.yaml"
@@ -43,7 +43,7 @@ def _latest(model_dir) -> str | None:
     return tf.train.latest_checkpoint(str(model_dir / "checkpoints"))
 
 
-@background_run
+@session_run
 def interrupted_training(folder, processes):
     """Failed starts, then a run interrupted with Ctrl-C once a step is checkpointed, then
     the same command twice: what the test checks, as it was at each point."""
@@ -130,7 +130,7 @@ def test_failed_starts_leave_nothing_and_ctrl_c_keeps_the_work(interrupted_train
     assert _files(model_dir) == seen["files_before_again"]
 
 
-@background_run
+@session_run
 def bad_starts(folder, processes):
     """A shard corrupted in place, and replica counts that cannot share the batch, each
     refused at the start (all three at once): {name: CompletedProcess} and the paths."""

@@ -6,8 +6,8 @@ import sys
 import textwrap
 
 from support import ROOT
-from support.background import background_run
 from support.processes import assert_one_line_error, command_args, command_env
+from support.runs import session_run
 from support.synthetic_data import write_training_records
 
 from spade_tf.training.vgg import KERAS_FILE
@@ -22,7 +22,7 @@ WRITE_WEIGHTS = textwrap.dedent("""
 """).format(tests=str(ROOT / "tests"))
 
 
-@background_run
+@session_run
 def vgg_training(folder, processes):
     """A fake Keras download in a Keras cache (KERAS_HOME), then spade-train with the VGG
     term on: once without train.vgg_weights_path, once with the file."""

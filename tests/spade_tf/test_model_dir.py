@@ -2,11 +2,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from spade_tf import model_dir as model_dir_module
 from spade_tf.config import Config, ModelConfig
 from spade_tf.model_dir import (
     ModelDir,
     ModelDirError,
-    atomic_directory,
     checkpoint_steps,
     load_model_dir,
     network_file_problem,
@@ -32,25 +32,47 @@ def test_round_trip_keeps_config_and_outputs(tmp_path):
                                   encoder(image)["mean"].numpy())
 
 
-def test_failure_inside_leaves_nothing_and_keeps_the_old_folder(tmp_path):
+def test_failure_inside_leaves_nothing_and_keeps_the_old_folder(tmp_path, monkeypatch):
     target = tmp_path / "model"
-    with pytest.raises(RuntimeError), atomic_directory(target) as staging:
-        (staging / "half.keras").write_text("partial")
-        raise RuntimeError("disk full")
+    model = ModelDir(Config(model=TINY), generator=None)  # the writer below is a stand-in
+    failure: list[Exception] = []
+
+    def write(folder, model):
+        (folder / "config.yaml").write_text("new")
+        (folder / "half.keras").write_text("partial")
+        if failure:
+            raise failure[0]
+
+    monkeypatch.setattr(model_dir_module, "write_model_dir", write)
+    failure.append(RuntimeError("disk full"))
+    with pytest.raises(RuntimeError):
+        save_model_dir(target, model)
     assert list(tmp_path.iterdir()) == []
 
     target.mkdir()
     (target / "config.yaml").write_text("old")
     with pytest.raises(ModelDirError, match="already exists and is not empty"):
-        with atomic_directory(target):
-            pass
-    with pytest.raises(RuntimeError), atomic_directory(target, overwrite=True) as staging:
-        raise RuntimeError("interrupted")
+        save_model_dir(target, model)
+    with pytest.raises(RuntimeError):
+        save_model_dir(target, model, overwrite=True)
     assert (target / "config.yaml").read_text() == "old"
-    with atomic_directory(target, overwrite=True) as staging:
-        (staging / "config.yaml").write_text("new")
+    failure.clear()
+    save_model_dir(target, model, overwrite=True)
     assert (target / "config.yaml").read_text() == "new"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_an_empty_folder_is_written_into_and_a_file_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(model_dir_module, "write_model_dir",
+                        lambda folder, model: (folder / "config.yaml").write_text("new"))
+    model = ModelDir(Config(model=TINY), generator=None)
+    (tmp_path / "empty").mkdir()  # e.g. made by the user beforehand: nothing to lose
+    save_model_dir(tmp_path / "empty", model)
+    assert (tmp_path / "empty" / "config.yaml").read_text() == "new"
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ModelDirError, match="exists and is not a folder"):
+        save_model_dir(tmp_path / "file", model, overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "file"]
 
 
 def test_not_a_model_folder(tmp_path):

@@ -11,7 +11,7 @@ from support.models import calibrated_generator
 
 from spade_cli.export import main as export_main
 from spade_tf.config import Config, ConfigError, ExportConfig, ModelConfig
-from spade_tf.inference import to_uint8
+from spade_tf.inference_rules import to_uint8
 from spade_tf.model_dir import ModelDir, load_model_dir, save_model_dir
 from spade_tf.models import build_encoder, build_semantic_input
 from spade_tf.precision import PrecisionError, network_precision, with_precision

@@ -3,20 +3,14 @@
 import numpy as np
 import pytest
 from PIL import Image
-from support.models import save_random_model
 
 from spade_tf.config import ModelConfig
-from spade_tf.export import export_model
-from spade_tf.inference import seeded_latent, to_uint8
+from spade_tf.inference_rules import seeded_latent, to_uint8
+from spade_tf.map_files import SynthesisError, list_map_files
 from spade_tf.model_dir import load_model_dir
 from spade_tf.models import build_semantic_input
-from spade_tf.synthesis import (
-    ModelFolderBackend,
-    SavedModelBackend,
-    SynthesisError,
-    list_map_files,
-    synthesize_files,
-)
+from spade_tf.synthesis import synthesize_files
+from spade_tf.synthesis_backends import ModelFolderBackend, SavedModelBackend
 
 VAE = ModelConfig(num_classes=4, use_instance_edges=True, crop_size=32, base_filters=4,
                   spade_hidden_filters=8, use_vae=True, latent_dim=8, encoder_filters=4,
@@ -24,11 +18,11 @@ VAE = ModelConfig(num_classes=4, use_instance_edges=True, crop_size=32, base_fil
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    root = tmp_path_factory.mktemp("synthesis")
-    model_dir = save_random_model(root / "model", VAE, seed=5)
-    version = export_model(model_dir, root / "exports", "spade", warmup=False)
-    return model_dir, version, load_model_dir(model_dir, ("generator",)).generator
+def model(exports):
+    export = exports("vae_32")  # VAE
+    assert export.model == VAE
+    return (export.model_dir, export.version_dir,
+            load_model_dir(export.model_dir, ("generator",)).generator)
 
 
 def _maps(folder, count=3, size=32, seed=0):
@@ -58,7 +52,7 @@ def test_model_folder_and_export_give_the_same_seeded_images(model, tmp_path):
         a = np.asarray(Image.open(tmp_path / "a" / f"{name}.png"))
         b = np.asarray(Image.open(tmp_path / "b" / f"{name}.png"))
         assert a.shape == (32, 32, 3) and np.abs(a.astype(int) - b).max() <= 1
-    # By hand, by spade_tf.inference's seeded rule.
+    # By hand, by spade_tf.inference_rules's seeded rule.
     labels = np.asarray(Image.open(tmp_path / "labels" / f"{names[0]}.png")).astype(np.int32)
     instances = np.asarray(Image.open(tmp_path / "instances" / f"{names[0]}.png")).astype(np.int32)
     semantic = build_semantic_input(VAE)(labels[None], instances[None])
@@ -144,3 +138,13 @@ def test_bad_inputs_name_the_file(model, tmp_path):
     with pytest.raises(SynthesisError, match="is not a spade-export version folder .*holds "
                                              "versions 1"):
         SavedModelBackend(version.parent)
+
+
+def test_a_model_folder_runs_at_the_precision_asked_for_else_the_configs(model, tmp_path):
+    """--precision resolved once: the argument, else the config's export.precision."""
+    from spade_tf.precision import network_precision
+
+    model_dir = model[0]
+    assert network_precision(ModelFolderBackend(model_dir)._generator) == "float32"
+    assert network_precision(
+        ModelFolderBackend(model_dir, precision="bfloat16")._generator) == "bfloat16"

@@ -12,7 +12,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 
 from spade_tf.config import load_config  # noqa: E402
-from spade_tf.training.train import global_step, train  # noqa: E402
+from spade_tf.training import global_step, train  # noqa: E402
 
 DATA, MODEL_DIR, KILL_AT = sys.argv[1], sys.argv[2], int(sys.argv[3])
 OVERRIDES = ["train.batch_size=4", "train.epochs=2", "train.checkpoint_every_steps=2"]

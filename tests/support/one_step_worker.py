@@ -26,7 +26,8 @@ if MODE == "mirrored":
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
 from spade_tf.config import Config, ModelConfig, TrainConfig  # noqa: E402
-from spade_tf.training.train import build_trainer, is_chief  # noqa: E402
+from spade_tf.training import build_trainer  # noqa: E402
+from spade_tf.training.strategy import is_chief  # noqa: E402
 
 GLOBAL_BATCH = 4
 CONFIG = Config(

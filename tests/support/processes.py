@@ -12,6 +12,7 @@ import sys
 import textwrap
 import threading
 
+from spade_cli.commands import COMMANDS, command_module
 from support import ROOT
 
 LOGICAL_CPUS = """
@@ -52,7 +53,7 @@ def command_args(tool: str, *args: object) -> list[str]:
     """The argument vector of a console script (``spade-train`` ...) as a user runs it:
     ``python -m spade_cli.<module>``, the module the installed script calls, so the tests
     need no installed entry points."""
-    return [sys.executable, "-m", "spade_cli." + COMMAND_MODULES[tool], *map(str, args)]
+    return [sys.executable, "-m", command_module(tool), *map(str, args)]
 
 
 def run_command(tool: str, *args: object, timeout: float = 300, cwd=None,
@@ -84,7 +85,7 @@ def start_command(tool: str, *args: object, cwd=None, **env: str) -> subprocess.
 class Processes:
     """Starts processes, each in a session of its own so that its children can be stopped
     with it (a process that outlives its timeout is killed whole), and kills those still
-    running on ``close`` (the background runs' at the end of the test session)."""
+    running on ``close`` (what a run of support/runs.py leaves running)."""
 
     def __init__(self):
         self._started: list[subprocess.Popen] = []
@@ -133,15 +134,8 @@ class Processes:
                     self.kill(process)
 
 
-COMMAND_MODULES = {
-    "spade-tfrecords": "tfrecords",
-    "spade-train": "train",
-    "spade-convert-torch": "convert_torch",
-    "spade-export": "export",
-    "spade-eval": "evaluate",
-    "spade-serve": "serve",
-    "spade-synthesize": "synthesize",
-}
+# Each console script's module in spade_cli ("spade-eval" -> "evaluate"), from its table.
+COMMAND_MODULES = {name: command_module(name).removeprefix("spade_cli.") for name in COMMANDS}
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, prog: str, *words: str,

@@ -1,11 +1,11 @@
 """The converter tests' tiny config and its randomised PyTorch networks (needs torch).
 
-The network builders live in ``spade_tf.testing.torch_reference`` (the benchmarks use
-them too); they are re-exported here for the tests.
+The network builders live in ``spade_tf.testing.torch_reference.weights`` (the benchmarks
+use them too); they are re-exported here for the tests.
 """
 
 from spade_tf.config import Config, ModelConfig
-from spade_tf.testing.torch_reference import (  # noqa: F401 (re-exported for the tests)
+from spade_tf.testing.torch_reference.weights import (  # noqa: F401 (re-exported for the tests)
     torch_discriminator,
     torch_encoder,
     torch_generator,

@@ -10,6 +10,7 @@ from PIL import Image
 from support import SHARED_DATA
 from support.synthetic_data import quiet
 
+from spade_tf.classes import class_table, read_class_file
 from spade_tf.config import load_config
 from spade_tf.data import load_dataset
 from spade_tf.data.manifest import read_manifest
@@ -67,3 +68,10 @@ def test_label_maps_come_back_exactly(coco_records):
                 np.testing.assert_array_equal(example["label"].numpy(), source)
                 found += 1
     assert found == 1
+
+
+def test_the_coco_stuff_table_names_the_sample_datas_classes():
+    """Our COCO-Stuff names are the dataset's own list (the sample's classes.txt)."""
+    from_file = read_class_file(SAMPLE / "classes.txt", 182, 255)
+    assert from_file.names == class_table("coco_stuff", 182, 255).names
+    assert (from_file.dontcare_id, from_file.dontcare_name) == (255, "unlabeled")

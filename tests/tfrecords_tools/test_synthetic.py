@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from spade_tf.classes import TABLES_DIR, class_table
 from spade_tf.evaluation.synthetic import classify_colors
 from tfrecords_tools import synthetic as syn
 
@@ -29,6 +30,39 @@ def test_class_table_is_consistent_and_separable():
     # Worst-case offset of a rendered pixel from its base colour.
     max_offset = np.sqrt(3) * (syn.TEXTURE_AMPLITUDE + syn.SHADE_AMPLITUDE)
     assert min_dist > 2 * max_offset
+
+
+def test_packaged_class_table_is_what_the_scenes_draw():
+    data = json.loads((TABLES_DIR / "synthetic.json").read_text())
+    assert data["dontcare"] is None
+    # The values the scenes were written with; the ids are the generator's own constants.
+    assert [(c["id"], c["name"], tuple(c["color"]), c["thing"]) for c in data["classes"]] == [
+        (syn.SKY, "sky", (100, 190, 250), False),
+        (syn.GROUND, "ground", (200, 180, 90), False),
+        (syn.WATER, "water", (20, 40, 180), False),
+        (syn.ROAD, "road", (60, 55, 60), False),
+        (syn.TREE, "tree", (40, 160, 30), True),
+        (syn.BUILDING, "building", (230, 215, 200), True),
+        (syn.CAR, "car", (210, 40, 40), True),
+        (syn.PERSON, "person", (200, 60, 200), True),
+    ]
+    table = class_table("synthetic", len(data["classes"]))  # the table every tool shows
+    assert table.names == tuple(c["name"] for c in data["classes"])
+    assert table.colors == tuple(tuple(c["color"]) for c in data["classes"])
+    drawn = set()
+    for index in range(20):
+        scene = _scene(4, index)
+        for entry in data["classes"]:
+            where = scene.label == entry["id"]
+            if not where.any():
+                continue
+            drawn.add(entry["id"])
+            # Each class is painted near its table colour, and only things get instances.
+            offset = np.abs(scene.image[where].astype(int) - entry["color"])
+            assert offset.max() <= syn.TEXTURE_AMPLITUDE + syn.SHADE_AMPLITUDE
+            assert (scene.instance[where] > 0).all() == entry["thing"]
+            assert (scene.instance[where] == 0).all() != entry["thing"]
+    assert drawn == set(range(len(data["classes"])))
 
 
 def test_same_seed_same_scene_and_different_seed_differs():

@@ -5,11 +5,13 @@ import pickle
 
 import numpy as np
 import pytest
-import torch
+from support import import_torch
 from support.reference_checkpoints import tiny_config, torch_discriminator, torch_generator
 
 from spade_cli.convert_torch import main
 from spade_tf.convert import ConversionError, convert_reference_checkpoints, load_state_dict
+
+torch = import_torch()
 
 
 def _convert_fails(config, tmp_path, words, **paths):

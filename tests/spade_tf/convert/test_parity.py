@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import tensorflow as tf
-import torch
+from support import import_torch
 from support.reference_checkpoints import (
     tiny_config,
     torch_discriminator,
@@ -15,6 +15,8 @@ from spade_tf.convert import convert_reference_checkpoints
 from spade_tf.model_dir import load_model_dir
 from spade_tf.models import build_semantic_input
 from spade_tf.testing import torch_reference as reference
+
+torch = import_torch()
 
 TOLERANCE = 1e-4
 

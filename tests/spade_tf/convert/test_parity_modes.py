@@ -11,13 +11,15 @@ batch, one spectral-norm power iteration), on the same converted weights.
 import numpy as np
 import pytest
 import tensorflow as tf
-import torch
+from support import import_torch
 from support.reference_checkpoints import tiny_config
 
 from spade_tf.convert import convert_reference_checkpoints
 from spade_tf.model_dir import load_model_dir
 from spade_tf.models import build_semantic_input
 from spade_tf.testing import torch_reference as reference
+
+torch = import_torch()
 
 TOLERANCE = 1e-4  # as test_parity.py; measured up to 6e-6 here (float32)
 

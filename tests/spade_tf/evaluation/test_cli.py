@@ -10,7 +10,7 @@ from support.scores import independent_miou
 from support.synthetic_data import make_synthetic_records
 
 from spade_cli.evaluate import main
-from spade_tf import folding
+from spade_tf import inference_loader as folding
 from spade_tf.config import Config, DataConfig, ModelConfig
 from spade_tf.evaluation import (
     feature_statistics,
@@ -20,7 +20,7 @@ from spade_tf.evaluation import (
 )
 from spade_tf.evaluation.generate import generate_images
 from spade_tf.evaluation.images import read_image, read_label_map
-from spade_tf.inference import seeded_latent, to_uint8
+from spade_tf.inference_rules import seeded_latent, to_uint8
 from spade_tf.model_dir import ModelDir, save_model_dir
 from spade_tf.models import build_encoder, build_generator, build_semantic_input
 from spade_tf.precision import network_precision
@@ -116,7 +116,7 @@ def test_generate_vae_latents_from_the_photo_and_seeded(records, tmp_path):
     assert not np.array_equal(_images(tmp_path / "a" / "generated", names),
                               _images(tmp_path / "c" / "generated", names))
     # By hand, in one batch of 2 as generate ran it (random weights saturate the output, so
-    # another batch size may flip the odd pixel), by spade_tf.inference's rule: latent i is
+    # another batch size may flip the odd pixel), by spade_tf.inference_rules's rule: latent i is
     # the encoder's mean of photo i; with latent="random" it is style seed 4 + i.
     encoder = keras.saving.load_model(model_dir / "encoder.keras", compile=False)
     generator = keras.saving.load_model(model_dir / "generator.keras", compile=False)

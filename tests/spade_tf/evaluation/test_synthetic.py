@@ -6,7 +6,7 @@ from support.scores import independent_miou
 
 from spade_tf.evaluation import EvaluationError, synthetic_miou, synthetic_scores
 from spade_tf.evaluation import synthetic as evaluation_synthetic
-from spade_tf.inference import to_uint8
+from spade_tf.inference_rules import to_uint8
 from tfrecords_tools import synthetic
 
 

@@ -3,23 +3,13 @@
 import io
 import json
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
-from support.processes import run_python
 
+from spade_tf import layout
 from spade_tf import signatures as sig
-from spade_tf.config import Config, ModelConfig
-from spade_tf.export import export_model
-from spade_tf.model_dir import ModelDir, save_model_dir
-from spade_tf.models import build_encoder, build_generator
-
-VAE = ModelConfig(num_classes=4, use_instance_edges=True, crop_size=32, base_filters=4,
-                  spade_hidden_filters=8, use_vae=True, latent_dim=8, encoder_filters=4,
-                  encoder_input_size=128, classes="synthetic_like.txt")
-PLAIN = ModelConfig(num_classes=300, crop_size=32, base_filters=4, spade_hidden_filters=8)
 
 
 def _png(array: np.ndarray) -> bytes:
@@ -29,21 +19,13 @@ def _png(array: np.ndarray) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def exports(tmp_path_factory):
-    root = tmp_path_factory.mktemp("png")
-    (root / "synthetic_like.txt").write_text("sky\nground 200 180 90\nwater\nroad\n")
-    folders = {}
-    for name, model in (("vae", VAE), ("plain", PLAIN)):
-        keras.utils.set_random_seed(3)
-        config = Config(model=model)
-        if name == "vae":
-            config = Config(model=ModelConfig(**{**VAE.__dict__,
-                                                 "classes": str(root / "synthetic_like.txt")}))
-        folder = save_model_dir(root / f"{name}_model", ModelDir(
-            config, build_generator(model),
-            encoder=build_encoder(model) if model.use_vae else None))
-        folders[name] = export_model(folder, root / "exports", name, warmup=False)
-    return {name: (path, tf.saved_model.load(str(path))) for name, path in folders.items()}
+def png_exports(exports):
+    """The session's exports (tests/support/exports.py), loaded: a 32x32 VAE model whose
+    classes come from a class file (sky, ground 200 180 90, water, road), and a plain one
+    with 300 classes."""
+    return {name: (export.version_dir, tf.saved_model.load(str(export.version_dir)))
+            for name, export in (("vae", exports("vae_32_named")),
+                                 ("plain", exports("plain_300")))}
 
 
 def _maps(seed: int, classes: int, batch: int = 2) -> np.ndarray:
@@ -51,8 +33,8 @@ def _maps(seed: int, classes: int, batch: int = 2) -> np.ndarray:
     return np.kron(rng.integers(0, classes, (batch, 4, 4)), np.ones((8, 8), np.int64))
 
 
-def test_png_in_and_out_gives_the_pixels_of_serving_default(exports):
-    _, model = exports["vae"]
+def test_png_in_and_out_gives_the_pixels_of_serving_default(png_exports):
+    _, model = png_exports["vae"]
     labels = _maps(0, 4)
     pngs = tf.constant([_png(m.astype(np.uint8)) for m in labels])
     seeds = tf.constant([5, 6], tf.int64)
@@ -76,8 +58,8 @@ def test_png_in_and_out_gives_the_pixels_of_serving_default(exports):
     np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(styled[0]))), direct[0])
 
 
-def test_sixteen_bit_maps_carry_ids_over_255(exports):
-    _, model = exports["plain"]
+def test_sixteen_bit_maps_carry_ids_over_255(png_exports):
+    _, model = png_exports["plain"]
     labels = _maps(2, 300, batch=1)
     labels[0, :8, :8] = 299
     wide = _png(labels[0].astype(np.uint16))
@@ -94,8 +76,8 @@ def test_sixteen_bit_maps_carry_ids_over_255(exports):
     (_png(np.zeros((16, 32), np.uint8)), "label_png_bytes must be 32x32 (this model"),
     (_png(np.full((32, 32), 9, np.uint8)), "label ids must be in 0..299"),
 ])
-def test_bad_pngs_are_refused_with_the_reason(exports, data, words):
-    _, model = exports["plain"]
+def test_bad_pngs_are_refused_with_the_reason(png_exports, data, words):
+    _, model = png_exports["plain"]
     if words.startswith("label ids"):
         data = _png(np.full((32, 32), 300, np.uint16))
         words = "label ids must be in 0..299; found id] [300"
@@ -104,18 +86,18 @@ def test_bad_pngs_are_refused_with_the_reason(exports, data, words):
         model.signatures[sig.PNG_SIGNATURE](label_png_bytes=tf.constant([data]))
 
 
-def test_model_info_carries_size_classes_and_signatures(exports):
-    path, model = exports["vae"]
+def test_model_info_carries_size_classes_and_signatures(png_exports):
+    path, model = png_exports["vae"]
     text = model.signatures[sig.MODEL_INFO_SIGNATURE](
         request=tf.constant([0], tf.int32))[sig.METADATA_JSON].numpy().decode()
     info = json.loads(text)
-    assert info == json.loads((path / sig.SPADE_METADATA_FILE).read_text())
+    assert info == json.loads((path / layout.SPADE_METADATA_FILE).read_text())
     assert info["image_size"] == [32, 32] and info["use_vae"] is True
     names = [entry["name"] for entry in info["classes"]["classes"]]
     assert names == ["sky", "ground", "water", "road"]
     assert info["classes"]["classes"][1]["color"] == [200, 180, 90]
     assert sig.PNG_STYLE_SIGNATURE in info["signatures"]
-    _, plain = exports["plain"]
+    _, plain = png_exports["plain"]
     plain_info = json.loads(plain.signatures[sig.MODEL_INFO_SIGNATURE](
         request=tf.constant([7, 7], tf.int32))[sig.METADATA_JSON].numpy())
     assert plain_info["signatures"] == sorted([sig.DEFAULT_SIGNATURE, sig.PNG_SIGNATURE,
@@ -123,32 +105,9 @@ def test_model_info_carries_size_classes_and_signatures(exports):
     assert plain_info["classes"]["classes"][299]["name"] == "class 299"
 
 
-SESSION_LOADER = """
-import io, json
-import numpy as np
-import tensorflow as tf
-from PIL import Image
-tf.compat.v1.disable_eager_execution()
-buffer = io.BytesIO()
-Image.fromarray(np.zeros((32, 32), np.uint8)).save(buffer, format="PNG")
-png = buffer.getvalue()
-with tf.compat.v1.Session(graph=tf.Graph()) as session:
-    meta = tf.compat.v1.saved_model.loader.load(session, ["serve"], {path!r})
-    results = {{}}
-    for name in ("synthesize_png", "model_info"):
-        signature = meta.signature_def[name]
-        feeds = {{"label_png_bytes": np.array([png], object), "request": np.zeros(1, np.int32)}}
-        feed = {{info.name: feeds[key] for key, info in signature.inputs.items()}}
-        out = session.run({{key: info.name for key, info in signature.outputs.items()}}, feed)
-        results[name] = {{key: (value[0][:8].hex() if name == "synthesize_png"
-                               else json.loads(value)["image_size"])
-                         for key, value in out.items()}}
-print(json.dumps(results))
-"""
-
-
-def test_png_signatures_run_under_tf_servings_graph_loader(exports):
-    path, _ = exports["plain"]
-    result = run_python(SESSION_LOADER.format(path=str(path)))
-    assert result == {"synthesize_png": {"image_png_bytes": "89504e470d0a1a0a"},
-                      "model_info": {"metadata_json": [32, 32]}}
+def test_png_signatures_run_under_tf_servings_graph_loader(serving_loaders):
+    result = serving_loaders["exports"]["plain_300"]["session"]
+    # PNG files' signature, for both maps of the batch.
+    assert result[sig.PNG_SIGNATURE]["image_png_bytes"]["head"] == ["89504e470d0a1a0a"] * 2
+    info = result[sig.MODEL_INFO_SIGNATURE]["metadata_json"]
+    assert [document["image_size"] for document in info["json"]] == [[32, 32]]

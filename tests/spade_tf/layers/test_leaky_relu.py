@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from spade_tf.config import Config, ModelConfig, TrainConfig
 from spade_tf.layers.common import LeakyReLU, leaky_relu_saving_output
-from spade_tf.training.train import build_trainer
+from spade_tf.training import build_trainer
 
 
 def _inputs() -> tf.Tensor:

@@ -8,8 +8,8 @@ import sys
 
 import numpy as np
 from support import ROOT
-from support.background import background_run
 from support.processes import Processes
+from support.runs import session_run
 
 WORKER = ROOT / "tests" / "support" / "one_step_worker.py"
 # In float64 the split cannot matter beyond rounding (measured 2e-15); in float32 the
@@ -42,7 +42,7 @@ def _worker_envs() -> list[dict]:
             for index in range(2)]
 
 
-@background_run
+@session_run
 def one_steps(workdir, processes):
     """The step on one device, then on 2 replicas and on 2 workers (at once): workdir and
     {"single": CompletedProcess, "mirrored": CompletedProcess, "multi_worker": [2 of them]}."""

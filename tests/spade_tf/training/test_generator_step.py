@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 from spade_tf.config import Config, ModelConfig, TrainConfig
-from spade_tf.training.train import build_trainer
+from spade_tf.training import build_trainer
 
 
 def _spectral_state(discriminator) -> list[np.ndarray]:

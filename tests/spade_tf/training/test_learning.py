@@ -13,8 +13,8 @@ from support.synthetic_data import make_synthetic_records
 from spade_tf.config import load_config
 from spade_tf.data import make_input_fn
 from spade_tf.evaluation import synthetic_miou
-from spade_tf.inference import to_uint8
-from spade_tf.training.train import train
+from spade_tf.inference_rules import to_uint8
+from spade_tf.training import train
 from tfrecords_tools import synthetic
 
 pytestmark = pytest.mark.slow
@@ -35,7 +35,7 @@ def test_generated_colours_follow_the_label_map(tmp_path):
         return synthetic_miou(to_uint8(trainer(test_batch, training=False)),
                               test_batch["label"].numpy())
 
-    from spade_tf.training.train import build_trainer
+    from spade_tf.training import build_trainer
 
     before = score(build_trainer(config))
     summary = train(config, train_records, tmp_path / "run", verbose=0)

@@ -11,22 +11,16 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 from support import ROOT
-from support.background import background_run
 from support.processes import assert_one_line_error, run_commands
+from support.runs import session_run
 from support.synthetic_data import write_training_records
 
 from spade_tf.config import ConfigError, load_config
 from spade_tf.data import make_input_fn
 from spade_tf.model_dir import ModelDirError, load_model_dir
-from spade_tf.training.train import (
-    LinearDecay,
-    LossBecameNaN,
-    StopOnNaN,
-    TrainingError,
-    build_trainer,
-    check_batch_split,
-    train,
-)
+from spade_tf.training import LossBecameNaN, TrainingError, build_trainer, train
+from spade_tf.training.callbacks import LinearDecay, StopOnNaN
+from spade_tf.training.strategy import check_batch_split
 from spade_tf.training.vgg import VGGWeightsError, random_vgg_features
 
 OVERRIDES = ["train.batch_size=4", "train.epochs=2", "train.checkpoint_every_steps=2"]
@@ -118,7 +112,7 @@ def test_resumed_data_position_matches_an_uninterrupted_stream(records):
     assert not np.array_equal(full_labels[0], full_labels[3])
 
 
-@background_run
+@session_run
 def killed_training(folder, processes):
     """_config() trained in a process SIGKILLed right after step 5: (its CompletedProcess,
     the records it read, its model folder)."""

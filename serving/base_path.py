@@ -2,39 +2,26 @@
 this before its slow start-up, so a wrong folder is reported in well under a second).
 
 TF Serving's layout: ``<model_base_path>/<integer version>/saved_model.pb``, which
-``spade-export --export-base exports --model-name spade`` writes as ``exports/spade/1/``.
-The usual mistakes are one level off (``exports`` or ``exports/spade/1``) or the trained
-model folder itself; each is named, with the path to give instead. An existing folder
-without versions yet is fine: the server waits for the first export.
+``spade-export --export-base exports --model-name spade`` writes as ``exports/spade/1/``
+(the names are :mod:`spade_tf.layout`'s). The usual mistakes are one level off
+(``exports`` or ``exports/spade/1``) or the trained model folder itself; each is named,
+with the path to give instead. An existing folder without versions yet is fine: the
+server waits for the first export.
 """
 
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 from spade_tf.errors import SpadeError
+from spade_tf.layout import SAVED_MODEL_FILE, VERSION_NAME, is_model_folder, version_folders
 
-SAVED_MODEL_FILE = "saved_model.pb"
-# Only plain ASCII digits name a version ("12"); anything else is not a version folder.
-VERSION_NAME = re.compile(r"[0-9]+")
 EXPECTED = "expected <export_base>/<model_name> as written by spade-export (e.g. exports/spade)"
 
 
 class ServerStartError(SpadeError, RuntimeError):
     """The server cannot start (no model base path, port taken, first load failed)."""
-
-
-def version_folders(folder: Path) -> list[str]:
-    """Names of the integer folders of ``folder`` that hold a SavedModel."""
-    try:
-        entries = list(folder.iterdir())
-    except OSError:
-        return []
-    return sorted((entry.name for entry in entries
-                   if VERSION_NAME.fullmatch(entry.name) and entry.is_dir()
-                   and (entry / SAVED_MODEL_FILE).is_file()), key=int)
 
 
 def check_model_base_path(path: str | os.PathLike, model_name: str = "spade") -> None:
@@ -74,7 +61,7 @@ def check_model_base_path(path: str | os.PathLike, model_name: str = "spade") ->
         raise ServerStartError(f"model base path {path} is an export base: it holds exported "
                                f"models, not versions; give --model-base-path "
                                f"{path / chosen}{others}.")
-    if (path / "config.yaml").is_file() and (path / "generator.keras").is_file():
+    if is_model_folder(path):
         raise ServerStartError(
             f"model base path {path} is a trained model folder, not an export: run "
             f"spade-export --model-dir {path} --export-base exports --model-name {model_name}, "

@@ -9,9 +9,9 @@ import pytest
 import tensorflow as tf
 from support.models import calibrated_generator
 
-from spade_tf import folding
+from spade_tf import inference_loader as folding
 from spade_tf.config import Config, ExportConfig, ModelConfig
-from spade_tf.folding import FoldingError, fold_for_inference, load_for_inference
+from spade_tf.inference_loader import FoldingError, fold_for_inference, load_for_inference
 from spade_tf.layers import SpectralNormalization
 from spade_tf.model_dir import ModelDir, load_model_dir, save_model_dir
 from spade_tf.models import build_encoder, build_generator, build_semantic_input

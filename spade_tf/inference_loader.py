@@ -28,10 +28,17 @@ from collections.abc import Callable
 import keras
 import numpy as np
 
+from spade_tf.compat import flatten_layers
 from spade_tf.errors import SpadeError
 from spade_tf.layers.spectral_norm import SpectralNormalization
 from spade_tf.model_dir import ModelDir, load_model_dir
-from spade_tf.precision import network_precision, policy_name
+from spade_tf.precision import (
+    building_under,
+    check_precision,
+    network_precision,
+    resolve_precision,
+    stored_policy,
+)
 
 
 class FoldingError(SpadeError, ValueError):
@@ -42,7 +49,7 @@ def _folded_sources(network: keras.Model) -> dict:
     """Variable path in the folded copy -> its source: a variable of ``network``, or the
     spectral norm wrapper whose folded kernel it takes (see ``_value``)."""
     sources = {variable.path: variable for variable in network.weights}
-    for layer in network._flatten_layers():
+    for layer in flatten_layers(network):
         if not isinstance(layer, SpectralNormalization):
             continue
         for variable in (layer.u, layer.v, *layer.layer.weights):
@@ -66,24 +73,18 @@ def _value(source):
 
 def _unwrapped_builder(network: keras.Model, precision: str) -> Callable[[], keras.Model]:
     """A function that builds ``network`` again from its config, without spectral norm,
-    under ``precision``'s (pure, not mixed) policy, with fresh weights; it does not hold
-    ``network``."""
-    policy_name(precision)
-    config = network.get_config()
+    with its weights stored in ``precision`` (fresh values); it does not hold ``network``."""
+    policy = stored_policy(precision)
     if "use_spectral_norm" not in getattr(network, "config_keys", ()):
         raise FoldingError(
             f"{network.__class__.__name__} is not a spade_tf network; fold_for_inference "
             "folds the generator and encoder of spade_tf.models.")
-    config["use_spectral_norm"] = False
+    config = {**network.get_config(), "use_spectral_norm": False}
     network_class = network.__class__
 
     def build() -> keras.Model:
-        previous = keras.mixed_precision.dtype_policy()
-        keras.mixed_precision.set_global_policy(precision)
-        try:
+        with building_under(policy):
             return network_class.from_config(config)
-        finally:
-            keras.mixed_precision.set_global_policy(previous)
 
     return build
 
@@ -143,9 +144,9 @@ def load_for_inference(model_dir: str | os.PathLike, precision: str | None = Non
     ``checkpoint``: as in :func:`~spade_tf.model_dir.load_model_dir`.
     """
     if precision is not None:
-        policy_name(precision)  # an unknown name fails before the (slow) loading
+        check_precision(precision)  # an unknown name fails before the (slow) loading
     loaded = load_model_dir(model_dir, networks=("generator", "encoder"), checkpoint=checkpoint)
-    precision = precision or loaded.config.export.precision
+    precision = resolve_precision(precision, loaded.config)
     for role in ("generator", "encoder"):
         network = getattr(loaded, role)
         if network is None:

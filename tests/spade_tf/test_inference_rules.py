@@ -3,7 +3,7 @@
 import numpy as np
 import tensorflow as tf
 
-from spade_tf.inference import photo_to_unit, seeded_latent, style_latent, to_uint8
+from spade_tf.inference_rules import photo_to_unit, seeded_latent, style_latent, to_uint8
 
 
 def test_pixels_are_rounded_half_to_even_and_clipped():

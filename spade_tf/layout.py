@@ -1,0 +1,72 @@
+"""Names on disk: the model folder ``spade-train`` writes and the export ``spade-export``
+writes. The one owner of these names; TensorFlow-free, so commands check folders before
+their slow start-up.
+
+A model folder (``spade-train --out``, ``spade-convert-torch --out``)::
+
+    config.yaml            the settings, class table resolved
+    generator.keras        the networks of the last finished epoch (NETWORK_FILES)
+    discriminator.keras
+    encoder.keras          VAE models only
+    checkpoints/ckpt-<N>   training's tf.train checkpoints (resume, --checkpoint)
+    logs/                  TensorBoard summaries
+    samples/epoch_NNN.png  a sample grid per epoch
+
+An export (TF Serving's layout): ``<export_base>/<model_name>/<integer version>/`` holding
+``saved_model.pb``, ``variables/``, and in ``assets.extra/`` the warm-up requests and
+``spade_model.json`` (:mod:`spade_tf.export_metadata`).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+CONFIG_FILE = "config.yaml"
+NETWORK_FILES = {
+    "generator": "generator.keras",
+    "discriminator": "discriminator.keras",
+    "encoder": "encoder.keras",
+}
+CHECKPOINT_DIR = "checkpoints"
+LOG_DIR = "logs"
+SAMPLES_DIR = "samples"
+# Where training stages the networks of a finished epoch before renaming them into place.
+NETWORK_STAGING_DIR = ".networks.tmp"
+
+SAVED_MODEL_FILE = "saved_model.pb"
+# Only plain ASCII digits name a version ("12"); anything else is not a version folder.
+VERSION_NAME = re.compile(r"[0-9]+")
+# Where TF Serving looks for warm-up requests inside a version folder.
+WARMUP_FILE = "assets.extra/tf_serving_warmup_requests"
+# Written beside the SavedModel: what the model expects (read by clients and the server).
+SPADE_METADATA_FILE = "assets.extra/spade_model.json"
+
+
+def is_model_folder(path: Path) -> bool:
+    """Whether ``path`` looks like a model folder (its config and generator are there)."""
+    return (path / CONFIG_FILE).is_file() and (path / NETWORK_FILES["generator"]).is_file()
+
+
+def version_folders(folder: Path) -> dict[int, Path]:
+    """The integer version folders of ``folder`` that hold a SavedModel, by version
+    (ascending); anything else, and an unreadable ``folder``, gives none."""
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return {}
+    versions = {int(entry.name): entry for entry in entries
+                if VERSION_NAME.fullmatch(entry.name) and entry.is_dir()
+                and (entry / SAVED_MODEL_FILE).is_file()}
+    return dict(sorted(versions.items()))
+
+
+def next_version(model_base: Path) -> int:
+    """The version a new export of ``model_base`` takes: one above every integer folder
+    (with or without a SavedModel yet: another export may be writing it)."""
+    try:
+        taken = [int(entry.name) for entry in model_base.iterdir()
+                 if entry.is_dir() and VERSION_NAME.fullmatch(entry.name)]
+    except OSError:
+        taken = []
+    return max(taken, default=0) + 1
