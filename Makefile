@@ -45,7 +45,7 @@ lint: $(STAMP)
 # Two pytest-xdist workers, one per core, in pytest-randomly's order (it prints the seed:
 # PYTEST_ARGS=--randomly-seed=N repeats an order, PYTEST_ARGS="-p no:randomly" keeps the
 # files' own). --dist loadfile: all the tests of a file run on one worker, so its module-
-# and session-scoped fixtures (servers, the long runs of tests/support/background.py) are
+# and session-scoped fixtures (servers, the long runs of tests/support/runs.py) are
 # made once, not once per worker; the session's exports are shared by both workers
 # (tests/support/exports.py).
 test: export SPADE_TF_REQUIRE_TORCH = 1
