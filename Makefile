@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: setup browser test lint demo paint bench check-pypi-torch clean
+.PHONY: setup browser test test-slow lint demo paint bench check-pypi-torch clean
 
 setup: $(STAMP)
 
@@ -49,8 +49,15 @@ lint: $(STAMP)
 # made once, not once per worker; the session's exports are shared by both workers
 # (tests/support/exports.py).
 test: export SPADE_TF_REQUIRE_TORCH = 1
-test: lint browser
+test: lint
 	$(BIN)/python -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
+
+# The end-to-end tier (tests marked slow: tests/conftest.py's END_TO_END): whole runs through
+# several processes, the demo, benchmark scripts, load and browser sessions. CI runs it after
+# `make test`.
+test-slow: export SPADE_TF_REQUIRE_TORCH = 1
+test-slow: setup browser
+	$(BIN)/python -m pytest -n 2 --dist loadfile -m slow $(PYTEST_ARGS)
 
 demo: $(DEMO_STAMP)
 	$(BIN)/python scripts/demo.py --out demo_output

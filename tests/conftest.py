@@ -1,4 +1,5 @@
-"""Test set-up: quiet TensorFlow, deterministic seeds, shared fixtures."""
+"""Test set-up: quiet TensorFlow, deterministic seeds, shared fixtures, and which tests are
+the end-to-end tier (``slow``)."""
 
 import os
 import sys
@@ -11,6 +12,45 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import pytest  # noqa: E402
 from support import ROOT  # noqa: E402
+
+# The end-to-end tier: whole runs through several processes (training runs, the demo, the
+# benchmark scripts' quick modes, multi-worker, load and browser sessions). Marked slow, so
+# `make test` (the loop a change is checked with, under 8 minutes on 2 cores) leaves them
+# out and `make test-slow` runs them; CI runs both. Each entry is a file, or a file's test,
+# with the reason it is in the tier. Tests marked slow in their own file (test_learning.py)
+# are in it too.
+END_TO_END = {
+    "test_demo.py": "the demo: six commands as processes",
+    "benchmarks/test_gpu_script.py": "the GPU benchmark's CPU mode, PyTorch rows included",
+    "spade_tf/training/test_equivalence.py": "one step in three processes and two workers",
+    "spade_tf/training/test_train.py::test_sigkill_mid_run_resumes_from_the_last_checkpoint":
+        "a training process killed, then resumed",
+    "spade_tf/training/test_train.py::test_mixed_float16_counts_skipped_steps_and_refuses_a_"
+    "precision_change": "three training runs under mixed float16",
+    "spade_tf/training/test_train.py::test_a_failed_worker_removes_its_checkpoint_copy":
+        "a multi-worker run",
+    "spade_tf/export/test_export.py::test_loads_in_a_fresh_process_where_spade_tf_cannot_be_"
+    "imported": "TF Serving's loaders in fresh processes",
+    "spade_tf/data/test_input_fn.py::test_a_users_fit_over_two_epochs_trains_in_both":
+        "two epochs of a user's model.fit",
+    "spade_tf/test_torch_import.py": "a fresh process per entry point",
+    "spade_cli/test_train.py": "spade-train processes: failed starts, Ctrl-C, resume",
+    "spade_cli/test_recovery.py": "spade-train processes: recovery and per-epoch logs",
+    "spade_cli/test_vgg_weights.py": "spade-train processes with VGG weight files",
+    "spade_cli/test_synthesize_outputs.py": "a dozen spade-synthesize processes",
+    "spade_cli/test_synthesize_folders.py": "spade-synthesize processes over folders",
+    "serving/test_load.py": "hundreds of concurrent clients",
+    "serving/test_painter.py": "the painter in headless Chromium",
+}
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects
+def pytest_collection_modifyitems(config, items):
+    tests = Path(__file__).resolve().parent
+    for item in items:
+        path = item.path.relative_to(tests).as_posix()
+        if path in END_TO_END or f"{path}::{item.originalname}" in END_TO_END:
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(autouse=True)

@@ -90,3 +90,18 @@ def test_no_import_cycle_between_modules():
         if name not in state:
             cycle = visit(name, [])
             assert cycle is None, " -> ".join(cycle)
+
+
+def test_every_end_to_end_entry_names_a_test_that_exists():
+    """tests/conftest.py's tier list: a renamed file or test would silently join the default
+    suite (and its time) again."""
+    from conftest import END_TO_END
+
+    tests = ROOT / "tests"
+    for entry in END_TO_END:
+        path, _, test = entry.partition("::")
+        assert (tests / path).is_file(), entry
+        if test:
+            tree = ast.parse((tests / path).read_text())
+            names = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
+            assert test in names, entry

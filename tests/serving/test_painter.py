@@ -49,9 +49,9 @@ DONTCARE = 255
 WAIT = 20.0  # seconds, for anything the page does
 HTTP_TIMEOUT = 30.0
 WINDOW = (1360, 860)
-INSTALL_HINT = ("run `make setup` (it installs Debian's chromium and chromium-driver with "
-                "apt-get and selenium into .venv)")
-# Deselect with -m "not slow and not browser" (make test runs them).
+INSTALL_HINT = ("run `make browser` (it installs Debian's chromium and chromium-driver with "
+                "apt-get; `make setup` puts selenium into .venv)")
+# In the end-to-end tier (tests/conftest.py): `make test-slow` runs them.
 pytestmark = pytest.mark.browser
 
 
