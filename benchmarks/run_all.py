@@ -6,9 +6,11 @@ float32 and bfloat16) and serving_load (spade-serve under 1 to 256 concurrent cl
 their full tables are printed as they finish. Then a summary: the machine (CPU name,
 cores, bf16/AMX features), our time over PyTorch's for inference (float32 and bfloat16;
 in-process and exported) and training steps, peak memory beside each time, the
-interactive latencies and the load figures. About 19 minutes on a quiet 2-core machine
-(longer when other jobs share the CPU: the timed scripts wait up to a minute per row for
-quiet); ``--quick`` (smaller images, fewer repeats) takes about 7.
+interactive latencies, the load figures, and CLADE's generator against SPADE's
+(clade_vs_spade: ours and PyTorch's, 256x256 and 512x512). About 19 minutes on a quiet
+2-core machine, and about 12 more for clade_vs_spade (longer when other jobs share the
+CPU: the timed scripts wait up to a minute per row for quiet); ``--quick`` (smaller
+images, fewer repeats) takes about 10.
 
     python benchmarks/run_all.py [--quick] [--only generator_256 training_step]
                                  [--json OUT]
@@ -27,6 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.clade_vs_spade import summary_rows as clade_rows  # noqa: E402
 from benchmarks.common import (  # noqa: E402
     REPO_ROOT,
     add_json_argument,
@@ -60,6 +63,7 @@ BENCHMARKS = {
                          ["--precision", "bfloat16", "--iterations", "4", "--warmup", "1",
                           "--batches", "1"]),
     "serving_load": ("serving_load", [], ["--quick"]),
+    "clade_vs_spade": ("clade_vs_spade", ["--repeats", "3", "--warmup", "1"], ["--quick"]),
 }
 
 
@@ -168,7 +172,7 @@ def _load_rows(figures: dict) -> list[tuple]:
 
 SUMMARIES = {"generator_vs_torch": _generator_rows, "training_step": _training_rows,
              "input_pipeline": _input_rows, "serving_latency": _serving_rows,
-             "serving_load": _load_rows}
+             "serving_load": _load_rows, "clade_vs_spade": clade_rows}
 
 
 def print_summary(info: dict, seconds: dict, figures: dict, failures: dict,

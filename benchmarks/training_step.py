@@ -14,12 +14,21 @@ trackers) is wrapped in ``tf.function`` as ``fit`` does (``jit_compile`` from th
 config) and called on one fixed batch held in memory, so the figure is the step alone,
 with no input pipeline.
 
-PyTorch (``--frameworks torch``, on by default): the same step written from the
-published structure, ``spade_tf.testing.torch_reference.ReferenceGauGAN`` (the training
-parity tests' reference: same networks, hinge + feature matching + VGG19 losses, D on
-fake and real in one batch, the fresh fake under ``no_grad``) with ``torch.optim.Adam``
-(beta1 0, beta2 0.9, G lr 1e-4, D lr 4e-4), on the same batch; bfloat16 as
-``torch.autocast`` around the forward passes. Random weights on both sides.
+PyTorch (``--frameworks torch``, on by default): one iteration as the reference's own
+trainer runs it (NVlabs/SPADE's ``Pix2PixTrainer``: ``run_generator_one_step`` then
+``run_discriminator_one_step``), on the suite's PyTorch networks and losses
+(``spade_tf.testing.torch_reference``: same networks, hinge + feature matching + VGG19
+losses, D on fake and real in one batch, the fresh fake under ``no_grad``), with
+``torch.optim.Adam`` (beta1 0, beta2 0.9, G lr 1e-4, D lr 4e-4) on the same batch; bfloat16
+as ``torch.autocast`` around the forward passes. Random weights on both sides.
+``benchmarks/reference_trainer.py`` holds and frees what the reference's trainer does.
+Until issue 26 this side was the parity tests' ``ReferenceGauGAN.train_step``, whose values
+are the same (bit-identical losses and weights) but which differed in what it held: the
+whole VGG19 stack (conv5_2 ... conv5_4 too, 7.1M weights the reference frees once built),
+one semantic map built outside the step and held for the run (the reference builds it in
+each forward call), no ``requires_grad_()`` on the D step's fresh fake (the reference's
+D backward pass also computes the gradient into D's input), nothing kept between the
+steps (the reference's trainer keeps the G step's losses and image through the D step).
 
 Each (case, framework, precision) runs in a fresh process (peak RSS is its own); the
 median of ``--repeats`` steps after ``--warmup`` steps (of the steps during which other
@@ -28,6 +37,7 @@ processes left the CPU alone, see benchmarks/common.py) is reported, with peak R
     python benchmarks/training_step.py [--cases demo ade20k] [--repeats N] [--json OUT]
     python benchmarks/training_step.py --quick     # ADE20K at 128x128, fewer steps
     python benchmarks/training_step.py --jit       # also the XLA-compiled step
+    python benchmarks/training_step.py --set train.ema_decay=0.999   # our step with EMA
 """
 
 from __future__ import annotations
@@ -72,7 +82,8 @@ DEFAULT_REPEATS = {"demo": 10, "ade20k": 5}
 QUICK_REPEATS = {"demo": 5, "ade20k": 2}
 
 
-def _config(case: str, crop_size: int, precision: str, jit: bool):
+def _config(case: str, crop_size: int, precision: str, jit: bool, extra: tuple = ()):
+    """The case's config; ``extra``: more ``key=value`` overrides (``--set``)."""
     from spade_tf.config import load_config
 
     name, overrides = CASES[case]
@@ -80,7 +91,7 @@ def _config(case: str, crop_size: int, precision: str, jit: bool):
                  f"train.jit_compile={str(jit).lower()}"]
     if case == "ade20k":
         overrides.append(f"model.crop_size={crop_size}")
-    return load_config(CONFIGS / name, overrides)
+    return load_config(CONFIGS / name, [*overrides, *extra])
 
 
 FRAMEWORKS = ("keras", "torch")
@@ -107,9 +118,11 @@ def fixed_batch(config, seed: int = 0) -> dict:
 def torch_step(config, precision: str, device: str = "cpu"):
     """PyTorch's step on the reference networks for ``config``; returns (step, G, D).
 
-    ``step()`` returns the losses, so it returns when the step's work is done (on a GPU
-    too: reading them synchronizes).
+    The iteration of the reference's own trainer (``benchmarks.reference_trainer``: what it
+    holds and frees, step by step). ``step()`` returns the losses, so it returns when the
+    step's work is done (on a GPU too: reading them synchronizes).
     """
+    from benchmarks.reference_trainer import TrainerIteration
     from spade_tf.testing import torch_reference as reference
     from spade_tf.torch_import import import_torch_beside_tensorflow
 
@@ -121,26 +134,18 @@ def torch_step(config, precision: str, device: str = "cpu"):
     discriminator = reference.torch_discriminator(config).to(device)
     encoder = reference.torch_encoder(config).to(device) if model.use_vae else None
     vgg = reference.VGG19Features().to(device) if train.vgg_weight > 0 else None
-    trainer = reference.ReferenceGauGAN(
-        generator, discriminator, encoder, vgg,
-        feature_matching_weight=train.feature_matching_weight, vgg_weight=train.vgg_weight,
-        kl_weight=train.kl_weight, keep_gradients=False)
-    g_optimizer = torch.optim.Adam(trainer.generator_parameters(), lr=train.g_learning_rate,
+    g_parameters = list(generator.parameters())
+    if encoder is not None:
+        g_parameters += list(encoder.parameters())
+    # The reference's optimizers: Adam over G (and E) and over D, betas (beta1, beta2).
+    g_optimizer = torch.optim.Adam(g_parameters, lr=train.g_learning_rate,
                                    betas=(train.beta_1, train.beta_2))
     d_optimizer = torch.optim.Adam(discriminator.parameters(), lr=train.d_learning_rate,
                                    betas=(train.beta_1, train.beta_2))
-    data = fixed_batch(config)
-    semantic = reference.semantic_one_hot(
-        data["label"], model.num_classes,
-        model.dontcare_label if model.use_dontcare_label else None,
-        data.get("instance")).to(device)
-    image = torch.from_numpy(data["image"].transpose(0, 3, 1, 2).copy()).to(device)
     autocast = {"mixed_bfloat16": torch.bfloat16, "mixed_float16": torch.float16}.get(precision)
-
-    def step() -> dict:
-        return trainer.train_step(semantic, image, g_optimizer, d_optimizer,
-                                  autocast_dtype=autocast)
-
+    step = TrainerIteration(config, generator, discriminator, encoder, vgg, g_optimizer,
+                            d_optimizer, fixed_batch(config), device=device,
+                            autocast_dtype=autocast)
     return step, generator, discriminator
 
 
@@ -174,10 +179,10 @@ def _parameters(network) -> int:
 
 
 def run_case(case: str, framework: str, precision: str, jit: bool, crop_size: int,
-             repeats: int, warmup: int, quiet_wait_s: float = 0.0) -> dict:
+             repeats: int, warmup: int, quiet_wait_s: float = 0.0, extra: tuple = ()) -> dict:
     """One (case, framework, precision) in this process: build, warm up, time the steps."""
     memory = MemoryTracker()
-    config = _config(case, crop_size, precision, jit)
+    config = _config(case, crop_size, precision, jit, tuple(extra))
     if framework == "torch":
         step, generator, discriminator = torch_step(config, precision)
     else:
@@ -203,6 +208,7 @@ def run_case(case: str, framework: str, precision: str, jit: bool, crop_size: in
         "median_step_s": timing.median_ms / 1000.0,
         "examples_per_s": config.train.batch_size / (timing.median_ms / 1000.0),
         "losses_after": losses,
+        "overrides": list(extra),
         "losses_finite": all(math.isfinite(value) for value in losses.values()),
         "memory": memory.as_dict(),
         "rss_after_build_mib": memory.phases["built"]["rss_mib"],
@@ -232,8 +238,9 @@ def _label(result: dict) -> str:
     vgg = "VGG on" if result["vgg_weight"] > 0 else "no VGG"
     jit = " XLA" if result["jit_compile"] else ""
     framework = "PyTorch" if result["framework"] == "torch" else "ours"
+    extra = "".join(f" {item}" for item in result.get("overrides", ()))
     return (f"{result['case']} {height}x{width} b{result['batch_size']} {vgg}, {framework} "
-            f"{result['precision']}{jit}")
+            f"{result['precision']}{jit}{extra}")
 
 
 def torch_counterpart(result: dict, results: list[dict]) -> dict | None:
@@ -304,6 +311,11 @@ def main() -> None:
                              "CPU, see the README)")
     parser.add_argument("--jit", action="store_true",
                         help="also time the XLA-compiled step (train.jit_compile=true)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE",
+                        help="one more config override for every row, e.g. --set "
+                             "train.ema_decay=0.999 (ours with the averaged generator); "
+                             "repeatable")
     add_timing_arguments(
         parser, "step", crop_help="ADE20K image side (256; 128 with --quick)",
         quick_help="ADE20K at 128x128 and fewer steps: the code path in minutes")
@@ -323,7 +335,8 @@ def main() -> None:
 
             tf.config.threading.set_inter_op_parallelism_threads(args.inter_op_threads)
         emit_worker_result(run_case(case, framework, precision, jit == "1", args.crop_size,
-                                    repeats(case), args.warmup, args.quiet_wait))
+                                    repeats(case), args.warmup, args.quiet_wait,
+                                    tuple(args.overrides)))
         return
 
     info = machine()
@@ -340,7 +353,8 @@ def main() -> None:
                              *(["--repeats", args.repeats] if args.repeats else []),
                              *(["--inter-op-threads", args.inter_op_threads]
                                if args.inter_op_threads else []),
-                             *(["--quick"] if args.quick else [])])
+                             *(["--quick"] if args.quick else []),
+                             *[item for value in args.overrides for item in ("--set", value)]])
         progress(f"{_label(result)}: median {result['median_step_s']:.3f} s/step")
         results.append(result)
     info["load_average_1m_at_end"] = round(os.getloadavg()[0], 2)

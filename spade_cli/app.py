@@ -103,6 +103,17 @@ def add_precision_option(parser: argparse.ArgumentParser, scope: str = "") -> No
                              "export.precision, float32 unless set)")
 
 
+def add_weights_option(parser: argparse.ArgumentParser, scope: str = "") -> None:
+    """``--weights``, the same flag, words and default in every command that loads a model
+    folder's generator."""
+    from spade_tf.layout import WEIGHTS
+
+    parser.add_argument("--weights", choices=WEIGHTS,
+                        help=f"{scope}which generator: ema (the average of its weights kept "
+                             "while training, train.ema_decay > 0) or raw (the trained one); "
+                             "default: ema where the model folder has it, else raw")
+
+
 def new_parser(prog: str, description: str, epilog: str = "") -> argparse.ArgumentParser:
     """A parser whose epilog (the examples) keeps its line breaks."""
     epilog = f"{epilog}\n{VERBOSE_NOTE}" if epilog else VERBOSE_NOTE

@@ -8,7 +8,13 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from spade_cli.app import UsageError, add_precision_option, new_parser, run
+from spade_cli.app import (
+    UsageError,
+    add_precision_option,
+    add_weights_option,
+    new_parser,
+    run,
+)
 from spade_tf.atomic import write_text
 from spade_tf.progress import ProgressLine
 
@@ -107,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "test) or from N(0, I)")
     gen.add_argument("--batch-size", type=int, default=8, help="images per batch (8)")
     add_precision_option(gen)
+    add_weights_option(gen)
     gen.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
     return parser
 
@@ -191,6 +198,7 @@ def _run_generate(args, progress) -> None:
     summary = generate_images(args.model_dir, args.data, args.out, limit=args.limit,
                               seed=args.seed, batch_size=args.batch_size, latent=args.latent,
                               overwrite=args.overwrite, precision=args.precision,
+                              weights=args.weights,
                               progress=lambda done, total: progress("generated", done, total))
     height, width = summary.image_size
     print(f"wrote {summary.num_images} images ({width}x{height}) to {summary.out_dir}/"

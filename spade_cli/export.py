@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from spade_cli.app import add_precision_option, new_parser, run
+from spade_cli.app import add_precision_option, add_weights_option, new_parser, run
 
 EXAMPLE = """example:
   spade-export --model-dir runs/ade20k --export-base exports/ --model-name spade
@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-pixels", type=int,
                         help="largest style image in pixels (default: export.max_pixels)")
     add_precision_option(parser)
+    add_weights_option(parser)
     parser.add_argument("--checkpoint", metavar="latest|STEP",
                         help="export a training checkpoint of --model-dir/checkpoints instead "
                              "of the last finished epoch's networks (the networks are built "
@@ -41,7 +42,8 @@ def export_command(args: argparse.Namespace) -> None:
     path = export_model(args.model_dir, args.export_base, args.model_name,
                         version=args.version, max_batch_size=args.max_batch_size,
                         max_pixels=args.max_pixels, warmup=not args.no_warmup,
-                        precision=args.precision, checkpoint=args.checkpoint)
+                        precision=args.precision, checkpoint=args.checkpoint,
+                        weights=args.weights)
     print(f"exported {path}")
     print(f"serve it with: spade-serve --model-base-path {path.parent} --model-name "
           f"{args.model_name}")

@@ -10,7 +10,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from spade_cli.app import UsageError, add_precision_option, new_parser, run
+from spade_cli.app import (
+    UsageError,
+    add_precision_option,
+    add_weights_option,
+    new_parser,
+    run,
+)
 from spade_tf import signatures as sig
 from spade_tf.progress import ProgressLine
 
@@ -44,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="with --model-dir: a training checkpoint's weights instead of the "
                              "last finished epoch's networks")
     add_precision_option(parser, "with --model-dir: ")
+    add_weights_option(parser, "with --model-dir: ")
     parser.add_argument("--labels", "--label", required=True, dest="labels",
                         help="a label map, or a folder of them (searched recursively)")
     parser.add_argument("--instances", "--instance", dest="instances",
@@ -161,6 +168,10 @@ def _check_arguments(args: argparse.Namespace) -> None:
     if args.checkpoint is not None and args.model_dir is None:
         raise UsageError("--checkpoint picks a training checkpoint of a model folder: it goes "
                          "with --model-dir.")
+    if args.weights is not None and args.model_dir is None:
+        raise UsageError("--weights picks a model folder's generator (averaged or raw): it "
+                         "goes with --model-dir (an export keeps the weights it was exported "
+                         "with: spade-export --weights).")
     if args.batch_size is not None and args.batch_size < 1:
         raise UsageError(f"--batch-size {args.batch_size}: expected a positive number of maps.")
     if not Path(args.labels).exists():
@@ -248,7 +259,7 @@ def _backend(args: argparse.Namespace, stack):
 
     if args.model_dir is not None:
         return ModelFolderBackend(args.model_dir, checkpoint=args.checkpoint,
-                                  precision=args.precision)
+                                  precision=args.precision, weights=args.weights)
     if args.export is not None:
         return SavedModelBackend(args.export)
     from serving.client import ServingError, SpadeClient

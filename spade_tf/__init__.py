@@ -39,7 +39,7 @@ _PUBLIC = {
     "SpadeError": "spade_tf.errors",
     "export_model": "spade_tf.export",
     **dict.fromkeys(("fold_for_inference", "load_for_inference"), "spade_tf.inference_loader"),
-    **dict.fromkeys(("SPADE", "AveragePoolExcludingPadding", "LegacyNearestResize",
+    **dict.fromkeys(("SPADE", "CLADE", "AveragePoolExcludingPadding", "LegacyNearestResize",
                      "SemanticInput", "SPADEResBlock", "SpectralNormalization"),
                     "spade_tf.layers"),
     **dict.fromkeys(("load_model_dir", "save_model_dir"), "spade_tf.model_dir"),

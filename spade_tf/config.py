@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from spade_tf.errors import SpadeError
-from spade_tf.geometry import NORM_TYPES, generator_geometry
+from spade_tf.geometry import NORM_MODES, NORM_TYPES, generator_geometry
 from spade_tf.label_space import MAX_LABEL_ID, LabelSpace
 
 PREPROCESS_MODES = ("resize_and_crop", "fixed", "scale_width_and_crop", "none")
@@ -48,6 +48,7 @@ REFERENCE_OPTION_NAMES = {
     "model.use_vae": "use_vae",
     "model.latent_dim": "z_dim",
     "model.norm_type": "norm_G (spadesyncbatch3x3 -> sync_batch)",
+    "model.norm_mode": "norm_mode (CLADE's fork, tzt101/CLADE)",
     "model.use_spectral_norm": "norm_G (spectral...)",
     "model.disc_filters": "ndf",
     "model.num_discriminators": "num_D",
@@ -84,6 +85,8 @@ class ModelConfig:
     use_vae: bool = False
     latent_dim: int = 256
     norm_type: str = "sync_batch"
+    # "spade" (the reference) or "clade": per-class gamma and beta (docs/clade.md).
+    norm_mode: str = "spade"
     use_spectral_norm: bool = True
     spade_hidden_filters: int = 128
     spade_kernel_size: int = 3
@@ -107,6 +110,9 @@ class ModelConfig:
                  f"an id outside the classes 0..{self.num_classes - 1} (usually 255)")
         _require(self.norm_type in NORM_TYPES, "model.norm_type", self.norm_type,
                  f"one of {list(NORM_TYPES)}")
+        _require(self.norm_mode in NORM_MODES, "model.norm_mode", self.norm_mode,
+                 f"one of {list(NORM_MODES)} (spade: the reference's; clade: per-class "
+                 "modulation, far cheaper)")
         for key in ("base_filters", "latent_dim", "spade_hidden_filters", "disc_filters",
                     "num_discriminators", "disc_layers", "encoder_filters"):
             value = getattr(self, key)
@@ -185,6 +191,15 @@ class TrainConfig:
     # A PNG grid label | generated | real in <model-dir>/samples every N epochs (0: never).
     sample_every_epochs: int = 1
     seed: int = 0
+    # The exponential moving average of the generator's weights (spade_tf.training.ema), what
+    # inference then uses: 0 = off (the reference's); imaginaire and OASIS use 0.9999
+    # (OASIS 0.999 on Cityscapes). Steps up to ema_start_step copy the weights
+    # (imaginaire: 1000; OASIS: 0). The averaged generator's batch-norm statistics are
+    # re-estimated over ema_bn_batches training batches before it is written (imaginaire:
+    # 30; 0: keep the average of the trained generator's).
+    ema_decay: float = 0.0
+    ema_start_step: int = 1000
+    ema_bn_batches: int = 30
 
     def __post_init__(self) -> None:
         _require(self.batch_size >= 1, "train.batch_size", self.batch_size,
@@ -209,6 +224,12 @@ class TrainConfig:
                  self.checkpoint_every_steps, "a positive step count")
         _require(self.sample_every_epochs >= 0, "train.sample_every_epochs",
                  self.sample_every_epochs, "0 (no sample grids) or a positive epoch count")
+        _require(0 <= self.ema_decay < 1, "train.ema_decay", self.ema_decay,
+                 "0 (no average) or a decay below 1, e.g. 0.9999")
+        _require(self.ema_start_step >= 0, "train.ema_start_step", self.ema_start_step,
+                 "0 or a positive step count")
+        _require(self.ema_bn_batches >= 0, "train.ema_bn_batches", self.ema_bn_batches,
+                 "0 (no re-estimation) or a positive batch count")
 
 
 # Compute precisions of inference and export (spade_tf.precision maps them to policies).

@@ -334,13 +334,16 @@ def export_model(model_dir: str | os.PathLike, export_base: str | os.PathLike,
                  model_name: str = "spade", version: int | None = None,
                  max_batch_size: int | None = None, max_pixels: int | None = None,
                  warmup: bool = True, precision: str | None = None,
-                 checkpoint: str | int | None = None) -> Path:
+                 checkpoint: str | int | None = None, weights: str | None = None) -> Path:
     """Export ``model_dir`` to ``export_base/model_name/version``; returns that folder.
 
     ``precision`` ("float32", "bfloat16" or "float16"; default ``export.precision`` of the
     model's config) is the compute type of the served graph; see :mod:`spade_tf.precision`.
     ``checkpoint`` ("latest" or a step of ``model_dir/checkpoints``) exports that training
     checkpoint's weights instead of the last finished epoch's ``.keras`` networks.
+    ``weights``: "ema" (the averaged generator, ``generator_ema.keras``), "raw" (the trained
+    one) or None: the averaged one where the folder has it; the metadata's ``weights`` says
+    which was exported.
     """
     # Every argument is checked before the (slow) loading, and nothing is written until
     # the model has loaded: a mistake costs seconds and leaves no trace on disk.
@@ -349,7 +352,7 @@ def export_model(model_dir: str | os.PathLike, export_base: str | os.PathLike,
     model_base = _check_target_folders(Path(export_base), model_name, version)
     # Spectral norm folded into fixed kernels, weights stored at the served precision
     # (an unknown precision fails before the loading).
-    loaded = load_for_inference(model_dir, precision, checkpoint=checkpoint)
+    loaded = load_for_inference(model_dir, precision, checkpoint=checkpoint, weights=weights)
     model_config = loaded.config.model
     export_config = loaded.config.export
     precision = resolve_precision(precision, loaded.config)  # what load_for_inference used
@@ -358,7 +361,8 @@ def export_model(model_dir: str | os.PathLike, export_base: str | os.PathLike,
             f"{model_dir}: the generator takes {loaded.generator.semantic_channels} semantic "
             f"channels but its config.yaml describes {model_config.semantic_channels}.")
     if getattr(loaded.generator, "use_vae", False) and loaded.encoder is None:
-        raise ExportError(f"{model_dir}: the generator is a VAE one but encoder.keras is "
+        encoder_file = layout.NETWORK_FILES[layout.WEIGHT_ROLES[loaded.weights][1]]
+        raise ExportError(f"{model_dir}: the generator is a VAE one but {encoder_file} is "
                           "missing.")
     generator = loaded.generator
     encoder = loaded.encoder if model_config.use_vae else None
@@ -380,7 +384,7 @@ def export_model(model_dir: str | os.PathLike, export_base: str | os.PathLike,
         latent_dim=model_config.latent_dim, max_batch_size=module.max_batch_size,
         max_pixels=module.max_pixels, precision=precision,
         signatures=tuple(module.signature_names()),
-        classes=loaded.config.classes().to_dict())
+        classes=loaded.config.classes().to_dict(), weights=loaded.weights)
     module.metadata_json = metadata.to_json()
     # Folders this export creates, removed again if it fails (an existing one is kept).
     created = [folder for folder in (model_base, *model_base.parents) if not folder.exists()]

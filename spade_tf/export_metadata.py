@@ -44,6 +44,9 @@ class ExportMetadata:
     precision: str  # the compute type of the served graph (spade_tf.precision)
     signatures: tuple[str, ...]
     classes: dict[str, Any] | None  # spade_tf.classes.ClassTable.to_dict(); None: numbered
+    # The generator exported: "ema" (the average of its weights kept while training) or
+    # "raw" (as trained; what files written before the key existed hold).
+    weights: str = "raw"
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -69,12 +72,17 @@ class ExportMetadata:
         for field in dataclasses.fields(cls):
             if field.name == "schema_version":
                 continue
+            if field.name not in data and field.default is not dataclasses.MISSING:
+                continue  # a key added later: older files take its default
             if field.name not in data:
                 raise MetadataError(f"{where} has no {field.name!r}: was it written by "
                                     "spade-export?")
             values[field.name] = data[field.name]
         values["image_size"] = _pair(values["image_size"], where)
         values["signatures"] = tuple(values["signatures"])
+        if values.get("weights", "raw") not in ("ema", "raw"):
+            raise MetadataError(f"{where}: weights must be 'ema' or 'raw', not "
+                                f"{values['weights']!r}.")
         for name in ("version", "num_classes", "dontcare_label", "latent_dim",
                      "max_batch_size", "max_pixels"):
             if isinstance(values[name], bool) or not isinstance(values[name], int):

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 UPSAMPLING_COUNTS = {"normal": 5, "more": 6, "most": 7}
 NORM_TYPES = ("sync_batch", "batch", "instance")
+# How the generator modulates its normalized activations: SPADE's convolutions of the label
+# map, or CLADE's per-class lookup (Tan et al.); the reference's option --norm_mode.
+NORM_MODES = ("spade", "clade")
 
 
 def generator_geometry(crop_size: int, aspect_ratio: float,

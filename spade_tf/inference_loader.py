@@ -31,7 +31,8 @@ import numpy as np
 from spade_tf.compat import flatten_layers
 from spade_tf.errors import SpadeError
 from spade_tf.layers.spectral_norm import SpectralNormalization
-from spade_tf.model_dir import ModelDir, load_model_dir
+from spade_tf.layout import WEIGHT_ROLES
+from spade_tf.model_dir import ModelDir, choose_weights, load_model_dir
 from spade_tf.precision import (
     building_under,
     check_precision,
@@ -45,9 +46,11 @@ class FoldingError(SpadeError, ValueError):
     """A network this module cannot fold (not one of this package's networks)."""
 
 
-def _folded_sources(network: keras.Model) -> dict:
+def folded_sources(network: keras.Model) -> dict:
     """Variable path in the folded copy -> its source: a variable of ``network``, or the
-    spectral norm wrapper whose folded kernel it takes (see ``_value``)."""
+    spectral norm wrapper whose folded kernel it takes (:func:`folded_value` gives the
+    value of either). The averaged generator (:mod:`spade_tf.training.ema`) pairs its
+    weights with these."""
     sources = {variable.path: variable for variable in network.weights}
     for layer in flatten_layers(network):
         if not isinstance(layer, SpectralNormalization):
@@ -63,7 +66,8 @@ def _folded_sources(network: keras.Model) -> dict:
     return sources
 
 
-def _value(source):
+def folded_value(source):
+    """The value a source of :func:`folded_sources` gives the folded copy."""
     # Folded kernels are computed one at a time while the copy is filled, so folding holds
     # one beside the two networks, not a third copy of every weight.
     if isinstance(source, SpectralNormalization):
@@ -90,7 +94,7 @@ def _unwrapped_builder(network: keras.Model, precision: str) -> Callable[[], ker
 
 
 def _fill(copy: keras.Model, name: str, values: dict, precision: str) -> keras.Model:
-    """Assign ``values`` (path -> a source for ``_value``, or an array) to ``copy``."""
+    """Assign ``values`` (path -> a source for :func:`folded_value`, or an array) to ``copy``."""
     missing = [v.path for v in copy.weights if v.path not in values]
     unused = sorted(set(values) - {v.path for v in copy.weights})
     if missing or unused:
@@ -98,7 +102,7 @@ def _fill(copy: keras.Model, name: str, values: dict, precision: str) -> keras.M
             f"cannot fold {name}: its weights do not match its unwrapped copy "
             f"(missing {missing[:3]}, unused {unused[:3]}).")
     for variable in copy.weights:
-        variable.assign(keras.ops.cast(_value(values[variable.path]), variable.dtype))
+        variable.assign(keras.ops.cast(folded_value(values[variable.path]), variable.dtype))
     copy.trainable = False
     if network_precision(copy) != precision:
         raise FoldingError(f"{name} does not compute in {precision} when rebuilt.")
@@ -112,14 +116,14 @@ def fold_for_inference(network: keras.Model, precision: str = "float32") -> kera
     ``use_spectral_norm`` option); ``precision``: "float32", "bfloat16" or "float16".
     """
     copy = _unwrapped_builder(network, precision)()
-    return _fill(copy, network.name, _folded_sources(network), precision)
+    return _fill(copy, network.name, folded_sources(network), precision)
 
 
 def _staged_values(network: keras.Model) -> dict:
     """The folded float32 values of ``network``'s copy, as views of one host buffer: one
     large allocation goes back to the system when freed (many small ones may stay in the
     process's heap)."""
-    sources = _folded_sources(network)
+    sources = folded_sources(network)
     shapes = {path: tuple(source.layer.kernel.shape if isinstance(source, SpectralNormalization)
                           else source.shape) for path, source in sources.items()}
     buffer = np.empty(sum(math.prod(shape) for shape in shapes.values()), np.float32)
@@ -128,24 +132,34 @@ def _staged_values(network: keras.Model) -> dict:
         size = math.prod(shapes[path])
         staged[path] = buffer[offset:offset + size].reshape(shapes[path])
         staged[path][...] = keras.ops.convert_to_numpy(
-            keras.ops.cast(_value(source), "float32"))
+            keras.ops.cast(folded_value(source), "float32"))
         offset += size
     return staged
 
 
 def load_for_inference(model_dir: str | os.PathLike, precision: str | None = None,
-                       checkpoint: str | int | None = None) -> ModelDir:
+                       checkpoint: str | int | None = None,
+                       weights: str | None = None) -> ModelDir:
     """A model folder's generator (and encoder, when it has one) folded for inference
     at ``precision`` (default: its config's ``export.precision``).
 
     What ``fold_for_inference(load_model_dir(...).generator)`` gives, with less memory:
     each float32 network is freed before its copy is made, so the copy reuses its memory
     (TensorFlow keeps freed tensor memory for later tensors, not for the system).
-    ``checkpoint``: as in :func:`~spade_tf.model_dir.load_model_dir`.
+    ``checkpoint``: as in :func:`~spade_tf.model_dir.load_model_dir`. ``weights``: "ema"
+    (the averaged generator and encoder, ``generator_ema.keras``), "raw" (the trained
+    ones) or None: the average where the folder (or the checkpoint) has one. The result's
+    ``generator`` and ``encoder`` hold the chosen ones; its ``weights`` says which.
     """
     if precision is not None:
         check_precision(precision)  # an unknown name fails before the (slow) loading
-    loaded = load_model_dir(model_dir, networks=("generator", "encoder"), checkpoint=checkpoint)
+    weights = choose_weights(model_dir, weights, checkpoint)
+    generator_role, encoder_role = WEIGHT_ROLES[weights]
+    both = load_model_dir(model_dir, networks=(generator_role, encoder_role),
+                          checkpoint=checkpoint)
+    loaded = ModelDir(both.config, getattr(both, generator_role),
+                      encoder=getattr(both, encoder_role), weights=weights)
+    del both
     precision = resolve_precision(precision, loaded.config)
     for role in ("generator", "encoder"):
         network = getattr(loaded, role)

@@ -8,6 +8,8 @@ A model folder (``spade-train --out``, ``spade-convert-torch --out``)::
     generator.keras        the networks of the last finished epoch (NETWORK_FILES)
     discriminator.keras
     encoder.keras          VAE models only
+    generator_ema.keras    the averaged generator (and encoder_ema.keras): runs with
+                           train.ema_decay > 0 (spade_tf.training.ema)
     checkpoints/ckpt-<N>   training's tf.train checkpoints (resume, --checkpoint)
     logs/                  TensorBoard summaries
     samples/epoch_NNN.png  a sample grid per epoch
@@ -27,7 +29,17 @@ NETWORK_FILES = {
     "generator": "generator.keras",
     "discriminator": "discriminator.keras",
     "encoder": "encoder.keras",
+    # The exponential moving average of the generator's (and encoder's) weights, spectral
+    # norm folded in: what inference uses when the folder has it.
+    "generator_ema": "generator_ema.keras",
+    "encoder_ema": "encoder_ema.keras",
 }
+# The networks that train (the others are averages of them).
+TRAINED_NETWORKS = ("generator", "discriminator", "encoder")
+# Which generator (and encoder) inference uses: the trained weights or their average.
+WEIGHTS = ("ema", "raw")
+# weights -> the roles of its generator and encoder in NETWORK_FILES.
+WEIGHT_ROLES = {"raw": ("generator", "encoder"), "ema": ("generator_ema", "encoder_ema")}
 CHECKPOINT_DIR = "checkpoints"
 LOG_DIR = "logs"
 SAMPLES_DIR = "samples"

@@ -3,8 +3,9 @@
 A model folder holds ``config.yaml`` (the resolved configuration, including the
 settings weights cannot tell, such as the class count and the upsampling mode)
 and one ``.keras`` file per network: ``generator.keras`` always,
-``discriminator.keras`` and ``encoder.keras`` when present (the names:
-:mod:`spade_tf.layout`). Folders are written atomically (:mod:`spade_tf.atomic`):
+``discriminator.keras`` and ``encoder.keras`` when present, and the averaged generator
+``generator_ema.keras`` (and ``encoder_ema.keras``) of a run with ``train.ema_decay > 0``
+(the names: :mod:`spade_tf.layout`). Folders are written atomically (:mod:`spade_tf.atomic`):
 everything goes to a hidden sibling first and is renamed into place only when complete,
 so a failure never leaves a half-written model behind.
 """
@@ -22,7 +23,7 @@ import keras
 from spade_tf import atomic
 from spade_tf.config import Config, load_config
 from spade_tf.errors import SpadeError
-from spade_tf.layout import CHECKPOINT_DIR, CONFIG_FILE, NETWORK_FILES
+from spade_tf.layout import CHECKPOINT_DIR, CONFIG_FILE, NETWORK_FILES, WEIGHTS
 
 # What every .keras file holds (Keras's zip layout).
 KERAS_MEMBERS = ("config.json", "model.weights.h5")
@@ -38,9 +39,16 @@ class ModelDir:
     """The contents of a model folder."""
 
     config: Config
-    generator: keras.Model
+    generator: keras.Model | None = None  # None only where only the average was loaded
     discriminator: keras.Model | None = None
     encoder: keras.Model | None = None
+    # The averaged generator and encoder of a run with train.ema_decay > 0 (spectral norm
+    # folded in): spade_tf.training.ema.
+    generator_ema: keras.Model | None = None
+    encoder_ema: keras.Model | None = None
+    # Which weights ``generator`` and ``encoder`` hold: "raw" (as trained) or "ema" (the
+    # averaged ones, where spade_tf.inference_loader.load_for_inference picked them).
+    weights: str = "raw"
 
 
 def check_target(target: str | os.PathLike, overwrite: bool = False) -> None:
@@ -179,6 +187,44 @@ def checkpoint_path(folder: str | os.PathLike, which: str | int) -> str:
     return str(Path(folder) / CHECKPOINT_DIR / f"ckpt-{step}")
 
 
+def _held_networks(path: str) -> set[str]:
+    """The networks (checkpoint keys: "generator", "generator_ema" ...) a checkpoint holds."""
+    import tensorflow as tf
+
+    return {name.split("/", 1)[0] for name, _ in tf.train.list_variables(path)}
+
+
+def has_average(folder: str | os.PathLike, checkpoint: str | int | None = None) -> bool:
+    """Whether a model folder holds an averaged generator: ``generator_ema.keras``, or a run
+    whose config averages (``train.ema_decay > 0``; its file may be missing or damaged); with
+    ``checkpoint``, whether that training checkpoint holds one."""
+    folder = Path(folder)
+    if checkpoint is not None:
+        return "generator_ema" in _held_networks(checkpoint_path(folder, checkpoint))
+    if (folder / NETWORK_FILES["generator_ema"]).is_file():
+        return True
+    if not (folder / CONFIG_FILE).is_file():
+        return False
+    return load_config(folder / CONFIG_FILE).train.ema_decay > 0
+
+
+def choose_weights(folder: str | os.PathLike, weights: str | None = None,
+                   checkpoint: str | int | None = None) -> str:
+    """``weights`` ("ema", "raw"), checked against the folder; None: "ema" where the folder
+    (or ``checkpoint``) holds an averaged generator, else "raw"."""
+    if weights is not None and weights not in WEIGHTS:
+        raise ModelDirError(f"weights {weights!r} is unknown: expected one of {list(WEIGHTS)} "
+                            "(ema: the averaged generator, raw: the trained one).")
+    averaged = has_average(folder, checkpoint) if weights != "raw" else False
+    if weights == "ema" and not averaged:
+        where = f"checkpoint {checkpoint} of {folder}" if checkpoint is not None else folder
+        raise ModelDirError(
+            f"{where} holds no averaged generator ({NETWORK_FILES['generator_ema']}): it was "
+            "trained with train.ema_decay=0 (the reference's way, the raw generator only). "
+            "Use --weights raw, or leave --weights out.")
+    return "ema" if averaged else "raw"
+
+
 def _restore_checkpoint(loaded: dict, path: str) -> None:
     """Give the built networks the weights of a training checkpoint."""
     import tensorflow as tf
@@ -195,16 +241,22 @@ def _restore_checkpoint(loaded: dict, path: str) -> None:
 def _networks_from_checkpoint(config: Config, networks: tuple[str, ...], path: str) -> dict:
     """``networks`` built from the config and given the checkpoint's weights: no ``.keras``
     file is read, so a damaged one does not stand between a run and its checkpoints."""
-    import tensorflow as tf
-
     from spade_tf.models import build_discriminator, build_encoder, build_generator
 
-    builders = {"generator": build_generator, "discriminator": build_discriminator,
-                "encoder": build_encoder}
-    held = {name.split("/", 1)[0] for name, _ in tf.train.list_variables(path)}
+    # The averaged networks have spectral norm folded in (spade_tf.training.ema).
+    folded = dataclasses.replace(config.model, use_spectral_norm=False)
+    builders = {"generator": lambda: build_generator(config.model),
+                "discriminator": lambda: build_discriminator(config.model),
+                "encoder": lambda: build_encoder(config.model),
+                "generator_ema": lambda: build_generator(folded),
+                "encoder_ema": lambda: build_encoder(folded)}
+    held = _held_networks(path)
+    if "generator" not in networks and "generator_ema" not in held:
+        raise ModelDirError(f"the checkpoint {path} holds no averaged generator (it was "
+                            "trained with train.ema_decay=0): use the raw weights.")
     wanted = [name for name in networks if name == "generator" or (
-        name in held and (name != "encoder" or config.model.use_vae))]
-    built = {name: builders[name](config.model) for name in wanted}
+        name in held and (not name.startswith("encoder") or config.model.use_vae))]
+    built = {name: builders[name]() for name in wanted}
     _restore_checkpoint(built, path)
     return built
 
@@ -212,7 +264,8 @@ def _networks_from_checkpoint(config: Config, networks: tuple[str, ...], path: s
 def load_model_dir(folder: str | os.PathLike, networks: tuple[str, ...] = tuple(NETWORK_FILES),
                    checkpoint: str | int | None = None,
                    precision: str = "float32") -> ModelDir:
-    """Load the config and those of ``networks`` the folder has (the generator is required).
+    """Load the config and those of ``networks`` the folder has (the generator is required;
+    or, for the averaged weights alone, ``generator_ema``, refused where the folder has none).
 
     ``checkpoint`` ("latest" or a step) takes the weights from that training checkpoint
     instead of the ``.keras`` files (which are refreshed at each epoch's end): the
@@ -228,7 +281,8 @@ def load_model_dir(folder: str | os.PathLike, networks: tuple[str, ...] = tuple(
 
     with building_under(mixed_policy(precision)):
         loaded = _load_model_dir(Path(folder), networks, checkpoint)
-    for network in (loaded.generator, loaded.encoder):
+    for network in (loaded.generator, loaded.encoder, loaded.generator_ema,
+                    loaded.encoder_ema):
         if network is not None:
             require_precision(network, precision, "loaded")
     return loaded
@@ -236,8 +290,10 @@ def load_model_dir(folder: str | os.PathLike, networks: tuple[str, ...] = tuple(
 
 def _load_model_dir(folder: Path, networks: tuple[str, ...],
                     checkpoint: str | int | None) -> ModelDir:
-    if "generator" not in networks:
-        raise ModelDirError(f"load_model_dir needs the generator; asked for {networks}.")
+    main = next((name for name in ("generator", "generator_ema") if name in networks), None)
+    if main is None:
+        raise ModelDirError(f"load_model_dir needs a generator (generator or generator_ema); "
+                            f"asked for {networks}.")
     generator = folder / NETWORK_FILES["generator"]
     has_config = (folder / CONFIG_FILE).is_file()
     if not has_config or not (generator.is_file() or checkpoint_steps(folder)):
@@ -251,6 +307,10 @@ def _load_model_dir(folder: Path, networks: tuple[str, ...],
         return ModelDir(config=config, **_networks_from_checkpoint(config, networks, weights))
     if not generator.is_file():  # checkpoints without it: a run whose file was lost
         raise damaged_network_error(generator, "missing")
+    if main == "generator_ema":
+        choose_weights(folder, "ema")  # refuses a folder that never averaged
+        if not (folder / NETWORK_FILES[main]).is_file():
+            raise damaged_network_error(folder / NETWORK_FILES[main], "missing")
     loaded = {name: _load_network(folder / NETWORK_FILES[name]) for name in networks
               if (folder / NETWORK_FILES[name]).is_file()}
     return ModelDir(config=config, **loaded)

@@ -79,15 +79,17 @@ class ModelFolderBackend:
     """A model folder's generator (and encoder), as the exporter would serve it."""
 
     def __init__(self, model_dir: str | os.PathLike, checkpoint: str | None = None,
-                 precision: str | None = None):
+                 precision: str | None = None, weights: str | None = None):
         import tensorflow as tf
 
         from spade_tf.inference_loader import load_for_inference
         from spade_tf.models import build_semantic_input
 
         # What the exporter serves: spectral norm folded, at ``precision`` (default: the
-        # config's export.precision).
-        networks = load_for_inference(model_dir, precision, checkpoint=checkpoint)
+        # config's export.precision), the averaged generator where the folder has one
+        # (``weights``: load_for_inference's).
+        networks = load_for_inference(model_dir, precision, checkpoint=checkpoint,
+                                      weights=weights)
         config = networks.config
         model = config.model
         self.info = ModelInfo.from_config(config)

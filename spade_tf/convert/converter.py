@@ -25,11 +25,15 @@ from spade_tf.geometry import generator_geometry
 from spade_tf.model_dir import ModelDir, check_target, save_model_dir
 from spade_tf.models import build_discriminator, build_encoder, build_generator
 
-# A key every checkpoint of each network has; its absence means a wrong file.
+# Keys one of which every checkpoint of each network has; their absence means a wrong file.
+SPADE_KEY = "head_0.norm_0.mlp_shared.0.weight"
+# CLADE's official fork (tzt101/CLADE, --norm_mode clade): per-class tables, no convs.
+CLADE_KEY = "head_0.norm_0.class_specified_affine.weight"
+CLADE_EDGES_KEY = "head_0.norm_0.inst_conv.weight"
 SIGNATURE_KEYS = {
-    "generator": "head_0.norm_0.mlp_shared.0.weight",
-    "discriminator": "discriminator_0.model0.0.weight",
-    "encoder": "fc_mu.weight",
+    "generator": (SPADE_KEY, CLADE_KEY),
+    "discriminator": ("discriminator_0.model0.0.weight",),
+    "encoder": ("fc_mu.weight",),
 }
 IMAGE_CHANNELS = 3
 MAX_LISTED_PROBLEMS = 5
@@ -46,29 +50,60 @@ def _semantic_description(model: ModelConfig, config_name: str) -> str:
 
 
 def _require_signature(state: dict, role: str, path: Path) -> None:
-    key = SIGNATURE_KEYS[role]
-    if key in state:
+    if any(key in state for key in SIGNATURE_KEYS[role]):
         return
-    for other, other_key in SIGNATURE_KEYS.items():
-        if other_key in state:
+    for other, other_keys in SIGNATURE_KEYS.items():
+        if any(key in state for key in other_keys):
             raise ConversionError(
                 f"{path} is a {other} checkpoint, but it was given as the {role}."
             )
     raise ConversionError(
-        f"{path} is not a SPADE {role} checkpoint: it has no {key!r} "
+        f"{path} is not a SPADE {role} checkpoint: it has no {SIGNATURE_KEYS[role][0]!r} "
         f"(its first keys: {', '.join(list(state)[:3])})."
     )
 
 
-def _check_generator(state: dict, model: ModelConfig, config_name: str) -> None:
-    shared = state[SIGNATURE_KEYS["generator"]]
-    if shared.shape[1] != model.semantic_channels:
+def _check_norm_mode(state: dict, model: ModelConfig, config_name: str) -> None:
+    """SPADE or CLADE, as the config says; CLADE without its distance-map variant."""
+    clade = CLADE_KEY in state
+    if clade != (model.norm_mode == "clade"):
+        found, wanted = ("CLADE", "clade") if clade else ("SPADE", "spade")
         raise ConversionError(
-            f"the generator checkpoint expects {shared.shape[1]} semantic channels; "
+            f"the generator checkpoint is a {found} generator (its norms hold "
+            f"{'per-class tables' if clade else 'convolutions'}), but {config_name} has "
+            f"model.norm_mode='{model.norm_mode}': add --set model.norm_mode={wanted}."
+        )
+    if clade and any(".dist_conv_" in key for key in state):
+        raise ConversionError(
+            "the generator checkpoint is a CLADE-ICPE one (trained with --add_dist: its "
+            "norms read a distance map, keys '...dist_conv_w'), which spade-tf does not "
+            "build (docs/clade.md says why): convert a CLADE checkpoint trained without "
+            "--add_dist (the official ones whose folder name has no '_dist')."
+        )
+
+
+def _check_generator(state: dict, model: ModelConfig, config_name: str) -> None:
+    _check_norm_mode(state, model, config_name)
+    clade = model.norm_mode == "clade"
+    if clade:  # the class table's rows, and the edge channel when inst_conv is there
+        edges = CLADE_EDGES_KEY in state
+        channels = state[CLADE_KEY].shape[0] + int(edges)
+    else:
+        shared = state[SPADE_KEY]
+        channels = shared.shape[1]
+    if channels != model.semantic_channels:
+        raise ConversionError(
+            f"the generator checkpoint expects {channels} semantic channels; "
             f"{_semantic_description(model, config_name)}."
         )
     problems = []
-    if shared.shape[0] != model.spade_hidden_filters or shared.shape[2] != model.spade_kernel_size:
+    if clade and edges != model.use_instance_edges:
+        problems.append(
+            f"it was trained {'with' if edges else 'without'} instance edges "
+            f"(model.use_instance_edges={str(model.use_instance_edges).lower()})"
+        )
+    if not clade and (shared.shape[0] != model.spade_hidden_filters
+                      or shared.shape[2] != model.spade_kernel_size):
         problems.append(
             f"its SPADE layers have {shared.shape[0]} hidden filters and {shared.shape[2]}x"
             f"{shared.shape[2]} kernels (model.spade_hidden_filters="
@@ -122,7 +157,7 @@ def _check_generator(state: dict, model: ModelConfig, config_name: str) -> None:
 
 
 def _check_discriminator(state: dict, model: ModelConfig, config_name: str) -> None:
-    first = state[SIGNATURE_KEYS["discriminator"]]
+    first = state[SIGNATURE_KEYS["discriminator"][0]]
     semantic = first.shape[1] - IMAGE_CHANNELS
     if semantic != model.semantic_channels:
         raise ConversionError(
@@ -154,7 +189,7 @@ def _check_encoder(state: dict, model: ModelConfig, config_name: str) -> None:
             f"an encoder checkpoint was given but {config_name} has model.use_vae=false: "
             "set model.use_vae=true (the generator checkpoint must be a VAE one too)."
         )
-    mean = state[SIGNATURE_KEYS["encoder"]]
+    mean = state[SIGNATURE_KEYS["encoder"][0]]
     if mean.shape[0] != model.latent_dim:
         raise ConversionError(
             f"the encoder checkpoint makes {mean.shape[0]}-dimensional latents; "

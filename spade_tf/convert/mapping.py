@@ -4,8 +4,12 @@ The tables are derived from the built Keras networks, whose layer names follow
 the reference's module names, so the same code serves every configuration.
 Layouts: ``"conv"`` (out, in, kh, kw) -> (kh, kw, in, out); ``"dense"``
 (out, in) -> (in, out); ``"copy"`` unchanged (biases, running statistics,
-spectral-norm vectors); ``"ignored"`` read but not stored (batch-norm
-``num_batches_tracked``, which Keras does not keep).
+spectral-norm vectors, CLADE's [classes, channels] tables); ``"ignored"`` read but not
+stored (batch-norm ``num_batches_tracked``, which Keras does not keep).
+
+CLADE networks (``model.norm_mode: clade``) use the keys of CLADE's official fork
+(tzt101/CLADE): ``<norm>.class_specified_affine.weight`` / ``.bias`` are the layer's
+``gamma`` / ``beta``, ``<norm>.inst_conv`` its edge convolution.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import keras
 import numpy as np
 
 from spade_tf.layers.batch_norm import ParameterFreeBatchNorm
+from spade_tf.layers.clade import CLADE
 from spade_tf.layers.residual_block import SPADEResBlock
 from spade_tf.layers.spade import SPADE
 from spade_tf.layers.spectral_norm import SpectralNormalization
@@ -62,12 +67,27 @@ def _weighted_layer(layer: keras.layers.Layer, prefix: str) -> Iterator[Target]:
         yield Target(f"{prefix}.bias", inner.bias, "copy")
 
 
-def _spade(layer: SPADE, prefix: str) -> Iterator[Target]:
+def _statistics(layer: SPADE | CLADE, prefix: str) -> Iterator[Target]:
     norm = layer.param_free_norm
     if isinstance(norm, ParameterFreeBatchNorm):
         yield Target(f"{prefix}.param_free_norm.running_mean", norm.moving_mean, "copy")
         yield Target(f"{prefix}.param_free_norm.running_var", norm.moving_variance, "copy")
         yield Target(f"{prefix}.param_free_norm.num_batches_tracked", None, "ignored")
+
+
+def _clade(layer: CLADE, prefix: str) -> Iterator[Target]:
+    yield from _statistics(layer, prefix)
+    yield Target(f"{prefix}.class_specified_affine.weight", layer.gamma, "copy")
+    yield Target(f"{prefix}.class_specified_affine.bias", layer.beta, "copy")
+    if layer.use_instance_edges:
+        yield from _weighted_layer(layer.inst_conv, f"{prefix}.inst_conv")
+
+
+def _spade(layer: SPADE | CLADE, prefix: str) -> Iterator[Target]:
+    if isinstance(layer, CLADE):
+        yield from _clade(layer, prefix)
+        return
+    yield from _statistics(layer, prefix)
     yield from _weighted_layer(layer.mlp_shared, f"{prefix}.mlp_shared.0")
     yield from _weighted_layer(layer.mlp_gamma, f"{prefix}.mlp_gamma")
     yield from _weighted_layer(layer.mlp_beta, f"{prefix}.mlp_beta")

@@ -87,12 +87,15 @@ def generate_images(model_dir: str | os.PathLike, data_dir: str | os.PathLike,
                     out_dir: str | os.PathLike, limit: int | None = None, seed: int = 0,
                     batch_size: int = 8, latent: str = "encode", overwrite: bool = False,
                     progress: Callable[[int, int], None] | None = None,
-                    precision: str | None = None) -> GenerateSummary:
+                    precision: str | None = None,
+                    weights: str | None = None) -> GenerateSummary:
     """Write ``generated/``, ``real/`` and ``labels/`` PNGs for the records of ``data_dir``.
 
     ``precision`` ("float32", "bfloat16", "float16"; default: the config's
     ``export.precision``, as every inference command) is the generator's and encoder's
-    compute type (see :mod:`spade_tf.precision`).
+    compute type (see :mod:`spade_tf.precision`). ``weights``: "ema" (the averaged
+    generator), "raw" or None (the averaged one where the folder has it), as
+    :func:`~spade_tf.inference_loader.load_for_inference` picks.
     The folder appears complete or not at all; an existing non-empty ``out_dir`` is
     refused unless ``overwrite``.
     """
@@ -117,11 +120,14 @@ def generate_images(model_dir: str | os.PathLike, data_dir: str | os.PathLike,
     if precision is not None:
         check_precision(precision)  # an unknown name fails before any loading
     check_target(out_dir, overwrite)  # so does an --out that would be refused at the end
-    networks = load_for_inference(model_dir, precision)
+    networks = load_for_inference(model_dir, precision, weights=weights)
     model = networks.config.model
     if model.use_vae and networks.encoder is None and latent == "encode":
-        raise EvaluationError(f"{model_dir} is a VAE model without encoder.keras, so the latent "
-                              "cannot be encoded from the photos; use latent 'random'.")
+        from spade_tf.layout import NETWORK_FILES, WEIGHT_ROLES
+
+        encoder_file = NETWORK_FILES[WEIGHT_ROLES[networks.weights][1]]
+        raise EvaluationError(f"{model_dir} is a VAE model without {encoder_file}, so the "
+                              "latent cannot be encoded from the photos; use latent 'random'.")
     files, batches, total = _dataset(data_dir, networks.config, batch_size, limit)
     semantic_input = build_semantic_input(model)
     names: list[str] = []

@@ -1,6 +1,7 @@
-"""Keras layers of SPADE, importable into any Keras 3 model."""
+"""Keras layers of SPADE (and CLADE), importable into any Keras 3 model."""
 
 from spade_tf.layers.batch_norm import ParameterFreeBatchNorm
+from spade_tf.layers.clade import CLADE
 from spade_tf.layers.common import reference_initializer
 from spade_tf.layers.pooling import AveragePoolExcludingPadding
 from spade_tf.layers.residual_block import SPADEResBlock
@@ -10,6 +11,7 @@ from spade_tf.layers.spade import SPADE
 from spade_tf.layers.spectral_norm import SpectralNormalization
 
 __all__ = [
+    "CLADE",
     "SPADE",
     "AveragePoolExcludingPadding",
     "LegacyNearestResize",

@@ -121,3 +121,11 @@ class MultiScaleDiscriminator(ConfiguredModel):
         self.use_spectral_norm = use_spectral_norm
         self.norm_type = norm_type
         self.image_channels = image_channels
+
+    def call(self, inputs, training=None, mask=None):
+        outputs = super().call(inputs, training=training, mask=mask)
+        # Keras hands a one-element output list back unwrapped: one scale is still a list
+        # of scales, each a list of features.
+        if getattr(self, "num_discriminators", None) == 1 and not isinstance(outputs[0], list):
+            return [outputs]
+        return outputs

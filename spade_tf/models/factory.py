@@ -35,6 +35,8 @@ def build_generator(config: ModelConfig, name: str = "generator") -> SPADEGenera
         use_spectral_norm=config.use_spectral_norm,
         spade_hidden_filters=config.spade_hidden_filters,
         spade_kernel_size=config.spade_kernel_size,
+        norm_mode=config.norm_mode,
+        use_instance_edges=config.use_instance_edges,
         name=name,
     )
 

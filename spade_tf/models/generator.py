@@ -21,6 +21,9 @@ from spade_tf.models.base import ConfiguredModel
 class SPADEGenerator(ConfiguredModel):
     """Semantic map (and, with a VAE, a style latent) -> RGB image in [-1, 1].
 
+    The SPADE generator, or with ``norm_mode="clade"`` the CLADE one (Tan et al.): the
+    same backbone with per-class modulation instead of SPADE's convolutions.
+
     Inputs (a dict): ``"semantic"``, float [B, H, W, semantic_channels] (the
     one-hot map of :class:`~spade_tf.layers.SemanticInput`), and with
     ``use_vae=True`` also ``"latent"``, float [B, latent_dim]. ``H x W`` is the
@@ -44,6 +47,10 @@ class SPADEGenerator(ConfiguredModel):
         latent_dim: size of the latent vector.
         norm_type, use_spectral_norm, spade_hidden_filters, spade_kernel_size: as
             in :class:`~spade_tf.layers.SPADEResBlock`.
+        norm_mode: ``"spade"`` (the reference) or ``"clade"``: every block modulates
+            with :class:`~spade_tf.layers.CLADE` (per-class gamma and beta).
+        use_instance_edges: the semantic input's last channel is the instance-edge map
+            (CLADE takes it apart from the classes; SPADE convolves it with them).
     """
 
     config_keys = (
@@ -58,6 +65,8 @@ class SPADEGenerator(ConfiguredModel):
         "use_spectral_norm",
         "spade_hidden_filters",
         "spade_kernel_size",
+        "norm_mode",
+        "use_instance_edges",
     )
 
     def __init__(
@@ -73,6 +82,8 @@ class SPADEGenerator(ConfiguredModel):
         use_spectral_norm: bool = True,
         spade_hidden_filters: int = 128,
         spade_kernel_size: int = 3,
+        norm_mode: str = "spade",
+        use_instance_edges: bool = False,
         **kwargs,
     ):
         if semantic_channels < 1:
@@ -103,6 +114,8 @@ class SPADEGenerator(ConfiguredModel):
             "use_spectral_norm": use_spectral_norm,
             "hidden_filters": spade_hidden_filters,
             "kernel_size": spade_kernel_size,
+            "norm_mode": norm_mode,
+            "use_instance_edges": use_instance_edges,
         }
         upsamplings = iter(range(UPSAMPLING_COUNTS[num_upsampling_layers]))
 
@@ -138,5 +151,7 @@ class SPADEGenerator(ConfiguredModel):
         self.use_spectral_norm = use_spectral_norm
         self.spade_hidden_filters = spade_hidden_filters
         self.spade_kernel_size = spade_kernel_size
+        self.norm_mode = norm_mode
+        self.use_instance_edges = use_instance_edges
         self.image_height = height
         self.image_width = width

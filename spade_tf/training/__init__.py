@@ -5,6 +5,8 @@
 - :mod:`spade_tf.training.losses`: the GAN, feature-matching, VGG and KL terms;
 - :mod:`spade_tf.training.vgg`: VGG19 features from a local weights file;
 - :mod:`spade_tf.training.optimizers`: Adam with PyTorch's arithmetic (the reference's);
+- :mod:`spade_tf.training.ema`: the exponential moving average of the generator's weights
+  (``train.ema_decay``) and its batch-norm re-estimation;
 - :mod:`spade_tf.training.train`: ``train(config, data, model_dir)``: the run (what
   ``spade-train`` runs), with its parts in :mod:`~spade_tf.training.strategy` (the
   ``tf.distribute`` strategy), :mod:`~spade_tf.training.callbacks` and
@@ -14,6 +16,7 @@
   run's damaged network files.
 """
 
+from spade_tf.training.ema import GeneratorAverage
 from spade_tf.training.errors import LossBecameNaN, TrainingError
 from spade_tf.training.gaugan import GauGAN, build_trainer, global_step
 from spade_tf.training.optimizers import TorchAdam, make_optimizer
@@ -23,6 +26,7 @@ from spade_tf.training.vgg import VGGWeightsError, load_vgg_features, random_vgg
 
 __all__ = [
     "GauGAN",
+    "GeneratorAverage",
     "LossBecameNaN",
     "TorchAdam",
     "TrainingError",

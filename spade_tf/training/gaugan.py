@@ -6,7 +6,9 @@ updated generator. The discriminator step judges fake and real in one batch (the
 concatenated, as the reference does). So does the generator step, except when the
 discriminator uses instance norm: then it judges fake (training) and real (inference) in
 two calls, which gives the stacked call's values without differentiating through the real
-half. Losses are per example and reduced once over the global batch, so one step on 2
+half. With ``ema_decay > 0`` the step ends by updating the exponential moving average of
+the generator's (and encoder's) weights (:mod:`spade_tf.training.ema`), which inference
+then uses. Losses are per example and reduced once over the global batch, so one step on 2
 replicas equals one step on one device with the same global batch. Works with
 ``model.fit`` under no strategy, ``MirroredStrategy`` and ``MultiWorkerMirroredStrategy``.
 
@@ -31,6 +33,7 @@ from spade_tf.models import (
     build_semantic_input,
 )
 from spade_tf.training import losses
+from spade_tf.training.ema import GeneratorAverage
 from spade_tf.training.optimizers import make_optimizer
 
 LOSS_NAMES = ("g_total", "g_gan", "g_feature_matching", "g_vgg", "g_kl", "d_real", "d_fake",
@@ -56,13 +59,18 @@ class GauGAN(compat.SkipSymbolicBuild, keras.Model):
         kl_reduction: ``"global_mean"`` (the KL term averaged over the global batch, whatever
             its split) or ``"per_replica_sum"`` (the reference's: summed over each replica's
             examples, so its strength grows with the per-replica batch).
+        ema_decay, ema_start_step: the exponential moving average of the generator's (and
+            encoder's) weights, updated after every step (0: none, the reference's);
+            ``average`` holds it (:class:`~spade_tf.training.ema.GeneratorAverage`).
+            Build the model under the strategy scope it trains in.
     """
 
     def __init__(self, generator: keras.Model, discriminator: keras.Model,
                  semantic_input: SemanticInput, encoder: keras.Model | None = None,
                  vgg_features: Callable | None = None, gan_mode: str = "hinge",
                  feature_matching_weight: float = 10.0, vgg_weight: float = 10.0,
-                 kl_weight: float = 0.05, kl_reduction: str = "global_mean", **kwargs):
+                 kl_weight: float = 0.05, kl_reduction: str = "global_mean",
+                 ema_decay: float = 0.0, ema_start_step: int = 1000, **kwargs):
         super().__init__(**kwargs)
         losses.check_gan_mode(gan_mode)
         if getattr(generator, "use_vae", False) and encoder is None:
@@ -91,6 +99,10 @@ class GauGAN(compat.SkipSymbolicBuild, keras.Model):
                              f"{list(KL_REDUCTIONS)}.")
         self.kl_reduction = kl_reduction
         self.trackers = {name: keras.metrics.Mean(name=name) for name in LOSS_NAMES}
+        # A plain attribute: the averaged networks are no part of the trainer's weights.
+        self.average = GeneratorAverage(
+            {"generator": generator, **({"encoder": encoder} if encoder is not None else {})},
+            ema_decay, ema_start_step) if ema_decay > 0 else None
         self.g_optimizer = None
         self.d_optimizer = None
         # The networks are built already; nothing for fit's symbolic build to trace.
@@ -164,18 +176,27 @@ class GauGAN(compat.SkipSymbolicBuild, keras.Model):
         real_out = self.discriminator({"semantic": semantic, "image": real}, training=False)
         return fake_out, real_out
 
-    def call(self, inputs: dict, training: bool = False):
+    def call(self, inputs: dict, training: bool = False, weights: str | None = None):
         """Label ids (and instance ids, and a style photo or latent) -> image in [-1, 1].
 
         The latent follows :mod:`spade_tf.inference_rules`: the photo's encoded mean, else random.
+        ``weights``: "ema" (the averaged generator and encoder), "raw" (the trained ones) or
+        None: the averaged ones where the model averages and ``training`` is off.
         """
+        if weights is None:
+            weights = "ema" if self.average is not None and not training else "raw"
+        if weights == "ema" and self.average is None:
+            raise ValueError("weights='ema': this GauGAN keeps no average (ema_decay=0).")
+        networks = self.average.networks if weights == "ema" else {
+            "generator": self.generator, "encoder": self.encoder}
+        generator, encoder = networks["generator"], networks.get("encoder")
         semantic = self.semantic(inputs)
         generator_inputs = {"semantic": semantic}
-        if self.encoder is not None:
+        if encoder is not None:
             generator_inputs["latent"] = inputs["latent"] if "latent" in inputs else style_latent(
-                self.encoder, self.generator.latent_dim, tf.shape(semantic)[0],
+                encoder, generator.latent_dim, tf.shape(semantic)[0],
                 photo=inputs.get("image"))
-        return self.generator(generator_inputs, training=training)
+        return generator(generator_inputs, training=training)
 
     # -- losses -----------------------------------------------------------------------
 
@@ -185,10 +206,14 @@ class GauGAN(compat.SkipSymbolicBuild, keras.Model):
         global_batch = tf.shape(per_example)[0] * replicas
         return tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
 
-    def generator_losses(self, data: dict, training: bool = True) -> dict:
-        """Per-example generator loss terms (weighted) and their total."""
+    def generator_losses(self, data: dict, training: bool = True, semantic=None) -> dict:
+        """Per-example generator loss terms (weighted) and their total.
+
+        ``semantic``: ``self.semantic(data)`` when already made (``train_step`` makes it
+        once for its three passes).
+        """
         real = tf.cast(data["image"], tf.float32)
-        semantic = self.semantic(data)
+        semantic = self.semantic(data) if semantic is None else semantic
         fake, kl = self._generate(semantic, real, training)
         if training and getattr(self.discriminator, "norm_type", None) == "instance":
             fake_out, real_out = self._discriminate_apart(semantic, fake, real)
@@ -209,22 +234,25 @@ class GauGAN(compat.SkipSymbolicBuild, keras.Model):
         terms["g_total"] = tf.add_n(list(terms.values()))
         return terms
 
-    def fresh_fake(self, data: dict, training: bool = True):
+    def fresh_fake(self, data: dict, training: bool = True, semantic=None):
         """The generator's image for the discriminator step, as a constant."""
         real = tf.cast(data["image"], tf.float32)
-        fake, _ = self._generate(self.semantic(data), real, training)
+        semantic = self.semantic(data) if semantic is None else semantic
+        fake, _ = self._generate(semantic, real, training)
         return tf.stop_gradient(fake)
 
-    def discriminator_losses(self, data: dict, training: bool = True, fake=None) -> dict:
+    def discriminator_losses(self, data: dict, training: bool = True, fake=None,
+                             semantic=None) -> dict:
         """Per-example discriminator loss terms on a fresh (fixed) fake.
 
         ``fake``: that image when already made (``train_step`` makes it outside the
-        discriminator's gradient tape, which need not record the generator's forward).
+        discriminator's gradient tape, which need not record the generator's forward);
+        ``semantic``: as for :meth:`generator_losses`.
         """
         real = tf.cast(data["image"], tf.float32)
-        semantic = self.semantic(data)
+        semantic = self.semantic(data) if semantic is None else semantic
         if fake is None:
-            fake = self.fresh_fake(data, training)
+            fake = self.fresh_fake(data, training, semantic)
         fake_out, real_out = self._discriminate(semantic, fake, real, training)
         d_real, d_fake = losses.discriminator_losses(real_out, fake_out, self.gan_mode)
         return {"d_real": d_real, "d_fake": d_fake, "d_total": d_real + d_fake}
@@ -255,18 +283,31 @@ class GauGAN(compat.SkipSymbolicBuild, keras.Model):
         return logs
 
     def train_step(self, data: dict) -> dict:
+        # Memory (the same values either way). Traced into a graph, an op runs as soon as
+        # its inputs exist, and what it makes is held until its last reader has run:
+        # - one semantic map for the three passes: a second one for the fresh fake needs
+        #   only the batch, so it was made at the start and held through the G step's
+        #   peak;
+        # - the D step's ops wait for the fresh fake (control dependency): those that need
+        #   only the batch and D's weights (the stacked semantic map, the spectrally
+        #   normalized kernels, parts of their gradients) ran at the start too, and were
+        #   held through the G step. Together ~170 MiB at 256x256 (docs/benchmarks.md).
+        semantic = self.semantic(data)
         generator_variables = self._generator_variables()
         with tf.GradientTape() as tape:
-            g_terms = self.generator_losses(data, training=True)
+            g_terms = self.generator_losses(data, training=True, semantic=semantic)
             g_loss = self.g_optimizer.scale_loss(self._global_mean(g_terms["g_total"]))
         self._update(self.g_optimizer, tape, g_loss, generator_variables)
 
         discriminator_variables = self.discriminator.trainable_variables
-        fake = self.fresh_fake(data, training=True)
-        with tf.GradientTape() as tape:
-            d_terms = self.discriminator_losses(data, training=True, fake=fake)
+        fake = self.fresh_fake(data, training=True, semantic=semantic)
+        with tf.GradientTape() as tape, tf.control_dependencies([fake]):
+            d_terms = self.discriminator_losses(data, training=True, fake=fake,
+                                                semantic=semantic)
             d_loss = self.d_optimizer.scale_loss(self._global_mean(d_terms["d_total"]))
         self._update(self.d_optimizer, tape, d_loss, discriminator_variables)
+        if self.average is not None:  # the weights as the step leaves them
+            self.average.update()
         return self._track({**g_terms, **d_terms})
 
     def test_step(self, data: dict) -> dict:
@@ -305,6 +346,8 @@ def build_trainer(config: Config, vgg_features: Callable | None = None) -> GauGA
         vgg_weight=train.vgg_weight,
         kl_weight=train.kl_weight,
         kl_reduction=train.kl_reduction,
+        ema_decay=train.ema_decay,
+        ema_start_step=train.ema_start_step,
     )
     trainer.compile(
         g_optimizer=make_optimizer(train.optimizer, train.g_learning_rate, train.beta_1,

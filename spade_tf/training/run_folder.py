@@ -4,7 +4,8 @@
   files, a model with other settings, train settings that change what a checkpoint
   holds); returns the latest checkpoint to resume from;
 - :func:`saved_step`, :func:`restore_checkpoint`: where a checkpoint resumes, and
-  restoring it (checkpoints written before the batch counter included);
+  restoring it (checkpoints written before the batch counter, or without the generator
+  average a run with ``train.ema_decay > 0`` keeps, included);
 - :func:`start_from_model_folder`: a folder without checkpoints but with networks (e.g.
   ``spade-convert-torch``'s) gives the starting weights;
 - :class:`StartUndo`: what a run that fails before its first checkpoint takes back;
@@ -31,6 +32,7 @@ from spade_tf.layout import (
     NETWORK_FILES,
     NETWORK_STAGING_DIR,
     SAMPLES_DIR,
+    TRAINED_NETWORKS,
 )
 from spade_tf.model_dir import ModelDir, ModelDirError, load_model_dir, write_model_dir
 from spade_tf.training.errors import TrainingError
@@ -38,6 +40,8 @@ from spade_tf.training.gaugan import GauGAN, global_step
 
 # The batch counter's key in a checkpoint (checkpoints written before it existed lack it).
 BATCHES_KEY = "batches/.ATTRIBUTES/VARIABLE_VALUE"
+# The generator average's update count (checkpoints of runs without an average lack it).
+EMA_UPDATES_KEY = "ema_updates/.ATTRIBUTES/VARIABLE_VALUE"
 # What a failed start may leave in a model folder (older versions wrote config.yaml before
 # checking the data): not a model yet. Leftovers of an interrupted atomic write (see
 # spade_tf.atomic.is_staging_name) are not a model either.
@@ -64,8 +68,10 @@ def write_networks(model_dir: Path, config: Config, trainer: GauGAN) -> None:
     staging = model_dir / NETWORK_STAGING_DIR
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
+    averaged = trainer.average.networks if trainer.average is not None else {}
     write_model_dir(staging, ModelDir(config, trainer.generator, trainer.discriminator,
-                                      trainer.encoder))
+                                      trainer.encoder, generator_ema=averaged.get("generator"),
+                                      encoder_ema=averaged.get("encoder")))
     for path in staging.iterdir():
         place_staged(path, model_dir / path.name)
     staging.rmdir()
@@ -143,6 +149,15 @@ def _check_checkpoint_settings(model_dir: Path, previous: Config, config: Config
                 f"train.{key}={new!r} cannot resume the checkpoints in {model_dir}, written "
                 f"with train.{key}={old!r} ({why}): resume with --set train.{key}={old}, or "
                 "start a new --model-dir.")
+    old_decay = getattr(previous.train, "ema_decay", 0.0)
+    if old_decay > 0 and config.train.ema_decay == 0:
+        # Starting to average is fine (from the weights where the run resumes); stopping
+        # would leave the folder's generator_ema.keras behind, which inference prefers.
+        raise ConfigError(
+            f"train.ema_decay=0 cannot resume the run in {model_dir}, which averages its "
+            f"generator (train.ema_decay={old_decay!r}: its {NETWORK_FILES['generator_ema']}"
+            " would stay behind, older than the generator, and be what inference uses): "
+            f"resume with --set train.ema_decay={old_decay}, or start a new --model-dir.")
 
 
 # -- resume ---------------------------------------------------------------------------
@@ -162,14 +177,17 @@ def saved_step(checkpoint_path: str) -> int:
 
 
 def start_from_model_folder(model_dir: Path, trainer: GauGAN) -> bool:
-    """Initial weights from .keras networks in the folder (e.g. a converted checkpoint)."""
+    """Initial weights from .keras networks in the folder (e.g. a converted checkpoint); a
+    generator average starts from them too."""
     if not (model_dir / NETWORK_FILES["generator"]).is_file():
         return False
-    loaded = load_model_dir(model_dir)
-    for name in ("generator", "discriminator", "encoder"):
+    loaded = load_model_dir(model_dir, networks=TRAINED_NETWORKS)
+    for name in TRAINED_NETWORKS:
         source, target = getattr(loaded, name), getattr(trainer, name)
         if source is not None and target is not None:
             target.set_weights(source.get_weights())
+    if trainer.average is not None:
+        trainer.average.reset(0)
     return True
 
 
@@ -184,11 +202,21 @@ def checkpoint_directory(model_dir: Path, strategy, chief: bool) -> Path:
 
 
 def restore_checkpoint(latest: str, objects: dict, batches: tf.Variable, trainer: GauGAN,
-                       beta_1: float) -> None:
+                       beta_1: float) -> bool:
     """Restore the latest checkpoint; one written before the batch counter existed
     counts the generator optimizer's updates instead. ``beta_1``: this run's
-    ``train.beta_1``, named when the checkpoint lacks the first moments it needs."""
-    with_counter = tf.train.load_checkpoint(latest).has_tensor(BATCHES_KEY)
+    ``train.beta_1``, named when the checkpoint lacks the first moments it needs.
+
+    A trainer that averages its generator restores the average too; from a checkpoint
+    without one (a run that did not average until now) the average starts from the
+    restored weights, at the restored step. Returns False in that case."""
+    reader = tf.train.load_checkpoint(latest)
+    with_counter = reader.has_tensor(BATCHES_KEY)
+    average = trainer.average
+    fresh_average = average is not None and not reader.has_tensor(EMA_UPDATES_KEY)
+    if fresh_average:
+        objects = {key: value for key, value in objects.items()
+                   if key not in average.checkpoint_objects()}
     checkpoint = tf.train.Checkpoint(**objects, **({"batches": batches} if with_counter else {}))
     try:
         checkpoint.restore(latest).assert_existing_objects_matched()
@@ -207,6 +235,9 @@ def restore_checkpoint(latest: str, objects: dict, batches: tf.Variable, trainer
             "or another model folder.") from None
     if not with_counter:
         batches.assign(global_step(trainer))
+    if fresh_average:
+        average.reset(int(batches.numpy()))
+    return not fresh_average
 
 
 # -- a failed start ------------------------------------------------------------------

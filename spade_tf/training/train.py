@@ -7,14 +7,17 @@ into ``model_dir``:
 - ``config.yaml``: the resolved configuration (a resumed run must have the same model
   section);
 - ``checkpoints/``: generator, discriminator, encoder, both optimizers, the epoch and the
-  step (batches trained), every ``train.checkpoint_every_steps`` steps, at each epoch's
-  end and when SIGINT or SIGTERM stops training. TensorFlow writes a checkpoint's files
+  step (batches trained), the generator average when ``train.ema_decay > 0``, every
+  ``train.checkpoint_every_steps`` steps, at each epoch's end and when SIGINT or SIGTERM
+  stops training. TensorFlow writes a checkpoint's files
   first and points the ``checkpoint`` index at it last, so an interrupted save never
   replaces the previous good checkpoint;
 - ``logs/``: TensorBoard scalars (every loss term, learning rates) and image grids
   (label | generated | real);
-- ``generator.keras`` (and ``discriminator.keras``, ``encoder.keras``) with ``config.yaml``:
-  the model folder that ``spade-export`` reads, refreshed at each epoch's end.
+- ``generator.keras`` (and ``discriminator.keras``, ``encoder.keras``; with an average,
+  ``generator_ema.keras`` and ``encoder_ema.keras``, batch norm re-estimated) with
+  ``config.yaml``: the model folder that ``spade-export`` reads, refreshed at each epoch's
+  end.
 
 A run started again with the same ``model_dir`` resumes from the latest checkpoint at
 the same step, optimizer state and data position. A model folder written by
@@ -34,6 +37,8 @@ resume, the networks written each epoch, what a failed start takes back) in
 from __future__ import annotations
 
 import contextlib
+import itertools
+import math
 import os
 import shutil
 from collections.abc import Callable
@@ -48,7 +53,9 @@ from spade_tf.data.manifest import DataError
 from spade_tf.data.pipeline import explain_data_errors, make_input_fn
 from spade_tf.errors import Interrupted, readable_tf_message
 from spade_tf.layout import CONFIG_FILE, LOG_DIR, SAMPLES_DIR
+from spade_tf.models import build_semantic_input
 from spade_tf.training.callbacks import (
+    AverageBatchNorm,
     BatchCounter,
     Checkpointer,
     LinearDecay,
@@ -58,6 +65,7 @@ from spade_tf.training.callbacks import (
     StopOnRequest,
     StopRequests,
 )
+from spade_tf.training.ema import reestimate_batch_norm, reestimation_step
 from spade_tf.training.gaugan import build_trainer
 from spade_tf.training.progress import EpochProgress
 from spade_tf.training.recovery import rewrite_damaged_networks
@@ -84,6 +92,60 @@ def data_errors(data_dir: str | os.PathLike, files: list[str]):
         if "label ids must be" not in text and "data.preprocess" not in text:
             raise
         raise DataError(f"the data in {data_dir} does not fit the model: {text}") from None
+
+
+# -- the generator average's batch norm -----------------------------------------------
+
+
+def _reestimation_batches(config: Config, data_dir, strategy, steps_per_epoch: int):
+    """epoch -> the first ``train.ema_bn_batches`` training batches of that epoch's order
+    (the same wherever the run resumed), distributed as training's."""
+    train_config = config.train
+    count = train_config.ema_bn_batches
+
+    def batches(epoch: int):
+        input_fn = make_input_fn(data_dir, config.model, config.data, train_config.batch_size,
+                                 seed=train_config.seed, start_epoch=epoch,
+                                 num_epochs=math.ceil(count / steps_per_epoch))
+        dataset = strategy.distribute_datasets_from_function(input_fn)
+        with data_errors(data_dir, input_fn.files):
+            yield from itertools.islice(iter(dataset), count)
+
+    return batches
+
+
+def _averaged_generator_inputs(generator: keras.Model, semantic_input: Callable[[dict], object]):
+    """batch -> the averaged generator's inputs; a random style latent for VAE models (as
+    imaginaire re-estimates, and as inference without a style photo draws it)."""
+
+    def inputs(batch: dict) -> dict:
+        semantic = semantic_input(batch)
+        values = {"semantic": semantic}
+        if getattr(generator, "use_vae", False):
+            values["latent"] = tf.random.normal([tf.shape(semantic)[0], generator.latent_dim],
+                                                dtype=semantic.dtype)
+        return values
+
+    return inputs
+
+
+def _rewrite_reestimation(config: Config, data_dir, steps_per_epoch: int):
+    """For a finished run's lost ``generator_ema.keras``: its batch norm re-estimated over the
+    batches training re-estimated it with after the last epoch (on one device: the same
+    global-batch statistics)."""
+    if not config.train.ema_bn_batches:
+        return None
+
+    def reestimate(generator: keras.Model) -> None:
+        semantic_input = build_semantic_input(config.model)
+        inputs = _averaged_generator_inputs(
+            generator, lambda batch: semantic_input(batch["label"], batch.get("instance")))
+        strategy = tf.distribute.get_strategy()
+        batches = _reestimation_batches(config, data_dir, strategy, steps_per_epoch)
+        reestimate_batch_norm(generator, batches(config.train.epochs - 1),
+                              reestimation_step(generator, inputs, strategy))
+
+    return reestimate
 
 
 # -- the run --------------------------------------------------------------------------
@@ -119,8 +181,9 @@ def train(config: Config, data_dir: str | os.PathLike, model_dir: str | os.PathL
     epochs = config.train.epochs
     step = saved_step(latest) if latest is not None else 0
     if step >= epochs * steps_per_epoch:  # nothing to train; lost network files come back
-        rewritten = rewrite_damaged_networks(model_dir, config, latest) \
-            if is_chief(strategy) else {}
+        rewritten = rewrite_damaged_networks(
+            model_dir, config, latest, _rewrite_reestimation(config, data_dir, steps_per_epoch)
+        ) if is_chief(strategy) else {}
         return {"start_step": step, "final_step": step, "steps_per_epoch": steps_per_epoch,
                 "epochs": epochs, "finished": True, "rewritten": rewritten}
 
@@ -153,12 +216,15 @@ def _run(config: Config, data_dir, model_dir: Path, strategy, chief: bool, probe
     objects = {"generator": trainer.generator, "discriminator": trainer.discriminator,
                "g_optimizer": trainer.g_optimizer, "d_optimizer": trainer.d_optimizer,
                "epoch": epoch_variable,
-               **({"encoder": trainer.encoder} if trainer.encoder is not None else {})}
+               **({"encoder": trainer.encoder} if trainer.encoder is not None else {}),
+               **(trainer.average.checkpoint_objects() if trainer.average is not None else {})}
     checkpoint = tf.train.Checkpoint(**objects, batches=batches)
     # Every worker restores the chief's latest checkpoint; each saves into its own folder
     # (saving is collective across workers) and only the chief's is kept.
     if latest is not None:
-        restore_checkpoint(latest, objects, batches, trainer, train_config.beta_1)
+        if not restore_checkpoint(latest, objects, batches, trainer, train_config.beta_1):
+            report(f"the checkpoint holds no generator average: averaging from step "
+                   f"{int(batches.numpy())}'s weights")
     elif start_from_model_folder(model_dir, trainer):
         report(f"starting from the networks in {model_dir}")
     manager = tf.train.CheckpointManager(
@@ -183,6 +249,13 @@ def _run(config: Config, data_dir, model_dir: Path, strategy, chief: bool, probe
         checkpointer,
         *extra_callbacks,
     ]
+    if trainer.average is not None and train_config.ema_bn_batches:
+        callbacks.append(AverageBatchNorm(
+            trainer.average, _reestimation_batches(config, data_dir, strategy, steps_per_epoch),
+            reestimation_step(trainer.average.networks["generator"],
+                              _averaged_generator_inputs(trainer.average.networks["generator"],
+                                                         trainer.semantic), strategy),
+            stopping=stopping))
     images = None
     if chief:
         with data_errors(data_dir, probe.files):

@@ -19,7 +19,9 @@ The feature network returns relu1_1, relu2_1, relu3_1, relu4_1 and relu5_1.
 
 from __future__ import annotations
 
+import gc
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import keras
@@ -73,9 +75,32 @@ def _backbone() -> keras.Model:
                                     input_shape=(None, None, 3))
 
 
-def _feature_model(backbone: keras.Model) -> keras.Model:
+def _unseeded_copy(layer: keras.layers.Layer) -> keras.layers.Layer:
+    """A new layer like ``layer`` whose weights start at zero: copying draws no random
+    numbers, so the networks built after VGG get the same initial weights as before."""
+    config = layer.get_config()
+    if isinstance(layer, keras.layers.Conv2D):
+        config.update(kernel_initializer="zeros", bias_initializer="zeros")
+    return type(layer).from_config(config)
+
+
+def _feature_model(fill: Callable[[keras.Model], None]) -> keras.Model:
+    """The five maps' network: VGG19 built, given its weights by ``fill``, then copied
+    with only the layers the maps need.
+
+    Keras links each layer to the layers it feeds, so a model over the backbone's own
+    layers would keep block5_conv2 ... block5_conv4 (7.1M weights that no map needs, 27
+    MiB) alive as long as it lives; the reference's VGG19 holds up to relu5_1 only.
+    """
+    backbone = _backbone()
+    fill(backbone)
     outputs = [backbone.get_layer(name).output for name in FEATURE_LAYERS]
-    return keras.Model(backbone.input, outputs, name="vgg19_features")
+    over_backbone = keras.Model(backbone.input, outputs, name="vgg19_features")
+    features = keras.models.clone_model(over_backbone, clone_function=_unseeded_copy)
+    features.set_weights(over_backbone.get_weights())
+    del backbone, outputs, over_backbone
+    gc.collect()  # the backbone's layers link to each other: only the collector frees them
+    return features
 
 
 def _load_torchvision(backbone: keras.Model, path: Path) -> None:
@@ -159,12 +184,10 @@ def load_vgg_features(path: str | os.PathLike | None) -> VGGFeatures:
     if not path.is_file():
         raise VGGWeightsError(f"the VGG19 weights file {path} (train.vgg_weights_path) does "
                               "not exist. " + how_to_get_weights())
-    backbone = _backbone()
     if path.suffix in (".pth", ".pt"):
-        _load_torchvision(backbone, path)
-        return VGGFeatures(_feature_model(backbone), "torchvision")
-    _load_keras(backbone, path)
-    return VGGFeatures(_feature_model(backbone), "keras")
+        return VGGFeatures(_feature_model(lambda backbone: _load_torchvision(backbone, path)),
+                           "torchvision")
+    return VGGFeatures(_feature_model(lambda backbone: _load_keras(backbone, path)), "keras")
 
 
 def random_vgg_features(seed: int = 0, preprocessing: str = "torchvision") -> VGGFeatures:
@@ -173,10 +196,12 @@ def random_vgg_features(seed: int = 0, preprocessing: str = "torchvision") -> VG
     Every kernel is drawn from a local generator (biases start at zero), so the global
     random state is left alone.
     """
-    backbone = _backbone()
     rng = np.random.default_rng(seed)
-    for layer in backbone.layers:
-        if isinstance(layer, keras.layers.Conv2D):
-            fan_in = float(np.prod(layer.kernel.shape[:-1]))
-            layer.kernel.assign(rng.normal(0, (2 / fan_in) ** 0.5, layer.kernel.shape))
-    return VGGFeatures(_feature_model(backbone), preprocessing)
+
+    def fill(backbone: keras.Model) -> None:
+        for layer in backbone.layers:
+            if isinstance(layer, keras.layers.Conv2D):
+                fan_in = float(np.prod(layer.kernel.shape[:-1]))
+                layer.kernel.assign(rng.normal(0, (2 / fan_in) ** 0.5, layer.kernel.shape))
+
+    return VGGFeatures(_feature_model(fill), preprocessing)

@@ -33,8 +33,18 @@ def test_files_written_before_the_schema_version_read_as_version_1():
     assert ExportMetadata.from_dict(data).schema_version == 1
 
 
+def test_the_exported_generator_is_named_and_older_files_read_as_raw():
+    averaged = dataclasses.replace(METADATA, weights="ema")
+    assert ExportMetadata.from_dict(json.loads(averaged.to_json())).weights == "ema"
+    data = METADATA.to_dict()
+    del data["weights"]  # written before the key existed: the trained generator
+    assert ExportMetadata.from_dict(data).weights == "raw"
+    assert ExportMetadata.from_dict(data).schema_version == SCHEMA_VERSION
+
+
 @pytest.mark.parametrize("change, message", [
     ({"schema_version": SCHEMA_VERSION + 1}, "newer than this spade-tf reads"),
+    ({"weights": "average"}, "weights must be 'ema' or 'raw'"),
     ({"image_size": [32]}, "image_size must be [height, width]"),
     ({"max_batch_size": "8"}, "max_batch_size must be an integer"),
     ({"num_classes": True}, "num_classes must be an integer"),

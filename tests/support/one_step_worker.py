@@ -5,7 +5,10 @@
 MODE is ``single`` (default strategy), ``mirrored`` (2 logical CPU devices) or
 ``multi_worker`` (TF_CONFIG from the environment). Reads ``WORKDIR/initial.npz`` (weights
 of G and D) and ``WORKDIR/batch.npz`` (one global batch), runs one ``fit`` step with a
-global batch of 4, and writes ``WORKDIR/after_<MODE>.npz`` (from the chief).
+global batch of 4, re-estimates the averaged generator's batch norm on the batch, and writes
+``WORKDIR/after_<MODE>.npz`` (from the chief; the other worker ``after_<MODE>_1.npz``): G,
+D and the averaged G. Under ``mirrored`` it exits with 3 if the replicas' copies of the
+average differ.
 """
 
 import os
@@ -27,13 +30,15 @@ if MODE == "mirrored":
 
 from spade_tf.config import Config, ModelConfig, TrainConfig  # noqa: E402
 from spade_tf.training import build_trainer  # noqa: E402
+from spade_tf.training.ema import reestimate_batch_norm, reestimation_step  # noqa: E402
 from spade_tf.training.strategy import is_chief  # noqa: E402
 
 GLOBAL_BATCH = 4
 CONFIG = Config(
     model=ModelConfig(num_classes=4, use_instance_edges=True, crop_size=64, base_filters=4,
                       spade_hidden_filters=8, disc_filters=8, disc_layers=3),
-    train=TrainConfig(batch_size=GLOBAL_BATCH, vgg_weight=0.0),
+    # The average from the first update on (0.5 initial + 0.5 after the step).
+    train=TrainConfig(batch_size=GLOBAL_BATCH, vgg_weight=0.0, ema_decay=0.5, ema_start_step=0),
 )
 
 
@@ -50,6 +55,18 @@ def weights(trainer) -> dict:
     for network in (trainer.generator, trainer.discriminator):
         for variable in network.weights:
             values[f"{network.name}/{variable.path}"] = np.asarray(variable.numpy())
+    return values
+
+
+def averaged_weights(trainer, strategy) -> dict:
+    """The averaged generator's weights; every replica's copy must be the same."""
+    values = {}
+    for variable in trainer.average.networks["generator"].weights:
+        copies = [np.asarray(value) for value in
+                  strategy.experimental_local_results(variable.value)]
+        if any(not np.array_equal(copy, copies[0]) for copy in copies[1:]):
+            sys.exit(3)
+        values[f"generator_ema/{variable.path}"] = copies[0]
     return values
 
 
@@ -70,6 +87,7 @@ def main() -> None:
     for network in (trainer.generator, trainer.discriminator):
         for variable in network.weights:
             variable.assign(initial[f"{network.name}/{variable.path}"])
+    trainer.average.reset(0)  # from these weights
 
     def input_fn(context):
         dataset = tf.data.Dataset.from_tensor_slices(batch)
@@ -79,8 +97,13 @@ def main() -> None:
 
     dataset = strategy.distribute_datasets_from_function(input_fn)
     trainer.fit(dataset, epochs=1, steps_per_epoch=1, verbose=0, shuffle=False)
-    if is_chief(strategy):
-        np.savez(os.path.join(WORKDIR, f"after_{MODE}.npz"), **weights(trainer))
+    averaged = trainer.average.networks["generator"]
+    step = reestimation_step(averaged, lambda data: {"semantic": trainer.semantic(data)},
+                             strategy)
+    assert reestimate_batch_norm(averaged, dataset, step) == 1
+    values = {**weights(trainer), **averaged_weights(trainer, strategy)}
+    name = f"after_{MODE}.npz" if is_chief(strategy) else f"after_{MODE}_1.npz"
+    np.savez(os.path.join(WORKDIR, name), **values)
 
 
 if __name__ == "__main__":

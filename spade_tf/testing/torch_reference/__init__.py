@@ -8,7 +8,8 @@ reference's checkpoints: the converter under test only ever sees those keys.
 One concept a module; this package gives all of their public names
 (``from spade_tf.testing import torch_reference as reference``):
 
-- ``layers``: spectral norm (both torch APIs), ``SPADE``, ``SPADEResBlock``;
+- ``layers``: spectral norm (both torch APIs), ``SPADE``, ``CLADE`` (with its
+  ``ClassAffine``), ``SPADEResBlock`` (either norm);
 - ``generator``: ``SPADEGenerator``; ``discriminator``: ``NLayerDiscriminator``,
   ``MultiscaleDiscriminator``; ``encoder``: ``ConvEncoder`` (the VAE style encoder);
 - ``weights``: ``randomize_`` (sharp parity subjects), ``torch_generator`` /
@@ -32,9 +33,12 @@ from spade_tf.testing.torch_reference.encoder import ConvEncoder
 from spade_tf.testing.torch_reference.generator import UPSAMPLING_LAYERS, SPADEGenerator
 from spade_tf.testing.torch_reference.inputs import instance_edges, semantic_one_hot
 from spade_tf.testing.torch_reference.layers import (
+    CLADE,
+    NORM_MODES,
     NORM_TYPES,
     SN_APIS,
     SPADE,
+    ClassAffine,
     SPADEResBlock,
     leaky_relu,
     spectral_norm,
@@ -62,6 +66,8 @@ from spade_tf.testing.torch_reference.weights import (
 )
 
 __all__ = [
+    "CLADE",
+    "NORM_MODES",
     "NORM_TYPES",
     "SN_APIS",
     "SPADE",
@@ -69,6 +75,7 @@ __all__ = [
     "VGG19_FEATURE_ENDS",
     "VGG19_LAYOUT",
     "VGG_LAYER_WEIGHTS",
+    "ClassAffine",
     "ConvEncoder",
     "MultiscaleDiscriminator",
     "NLayerDiscriminator",

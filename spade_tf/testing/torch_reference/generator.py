@@ -1,4 +1,5 @@
-"""The reference's SPADE generator in PyTorch (``latest_net_G.pth``'s keys)."""
+"""The reference's SPADE generator in PyTorch (``latest_net_G.pth``'s keys); with
+``norm_mode="clade"`` the CLADE fork's (``best_net_G.pth``'s keys)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,9 @@ class SPADEGenerator(nn.Module):
         norm_type: str = "batch",
         sn_api: str = "old",
         spade_hidden: int = 128,
+        norm_mode: str = "spade",
+        use_instance_edges: bool = False,
+        add_dist: bool = False,
     ) -> None:
         super().__init__()
         if num_upsampling_layers not in UPSAMPLING_LAYERS:
@@ -59,6 +63,9 @@ class SPADEGenerator(nn.Module):
                 norm_type=norm_type,
                 sn_api=sn_api,
                 spade_hidden=spade_hidden,
+                norm_mode=norm_mode,
+                use_instance_edges=use_instance_edges,
+                add_dist=add_dist,
             )
 
         self.head_0 = block(16 * nf, 16 * nf)
@@ -78,7 +85,9 @@ class SPADEGenerator(nn.Module):
     def _up(x: torch.Tensor) -> torch.Tensor:
         return F.interpolate(x, scale_factor=2, mode="nearest")
 
-    def forward(self, seg: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, seg: torch.Tensor, z: torch.Tensor | None = None,
+                dist: torch.Tensor | None = None) -> torch.Tensor:
+        """``dist``: CLADE-ICPE's [N, 2, H, W] distance map (``add_dist`` only)."""
         if self.use_vae:
             if z is None:
                 z = torch.randn(
@@ -89,15 +98,16 @@ class SPADEGenerator(nn.Module):
             )
         else:
             x = self.fc(F.interpolate(seg, size=(self.sh, self.sw), mode="nearest"))
-        x = self.head_0(x, seg)
+        extra = () if dist is None else (dist,)
+        x = self.head_0(x, seg, *extra)
         x = self._up(x)
-        x = self.G_middle_0(x, seg)
+        x = self.G_middle_0(x, seg, *extra)
         if self.num_upsampling_layers in ("more", "most"):
             x = self._up(x)
-        x = self.G_middle_1(x, seg)
+        x = self.G_middle_1(x, seg, *extra)
         ups = [self.up_0, self.up_1, self.up_2, self.up_3]
         if self.num_upsampling_layers == "most":
             ups.append(self.up_4)
         for up in ups:
-            x = up(self._up(x), seg)
+            x = up(self._up(x), seg, *extra)
         return torch.tanh(self.conv_img(leaky_relu(x)))

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from spade_tf.testing.torch_reference.discriminator import MultiscaleDiscriminator
 from spade_tf.testing.torch_reference.encoder import ConvEncoder
 from spade_tf.testing.torch_reference.generator import SPADEGenerator
+from spade_tf.testing.torch_reference.layers import ClassAffine
 from spade_tf.torch_import import import_torch_beside_tensorflow
 
 torch = import_torch_beside_tensorflow()  # Triton kept out: see spade_tf.torch_import
@@ -54,6 +55,9 @@ def randomize_(module: nn.Module, seed: int, power_iterations: int = 3) -> nn.Mo
             m.running_mean.normal_(0.0, 0.5, generator=g)
             m.running_var.uniform_(0.5, 2.0, generator=g)
             m.num_batches_tracked.fill_(100)
+        elif isinstance(m, ClassAffine):  # CLADE: a scale around 1, a shift per class
+            m.weight.uniform_(0.5, 1.5, generator=g)
+            m.bias.normal_(0.0, 0.5, generator=g)
     for weight, u, v in _spectral_norms(module):
         w_mat = weight.reshape(weight.size(0), -1)  # dim 0 is the output axis here
         # Not run to convergence on purpose: a converter that recomputes sigma instead
@@ -68,13 +72,18 @@ def randomize_(module: nn.Module, seed: int, power_iterations: int = 3) -> nn.Mo
 # -- networks for a spade_tf config, randomised (parity tests, benchmarks) ---------------
 
 
-def torch_generator(config, seed: int = 0, sn_api: str = "old") -> SPADEGenerator:
-    """The reference generator for ``config`` (a ``spade_tf.config.Config``), randomised."""
+def torch_generator(config, seed: int = 0, sn_api: str = "old",
+                    add_dist: bool = False) -> SPADEGenerator:
+    """The reference generator for ``config`` (a ``spade_tf.config.Config``), randomised:
+    SPADE's, or the CLADE fork's for ``model.norm_mode: clade`` (``add_dist``: its
+    CLADE-ICPE variant, which spade_tf does not build)."""
     model = config.model
     network = SPADEGenerator(
         model.semantic_channels, crop_size=model.crop_size, aspect_ratio=model.aspect_ratio,
         num_upsampling_layers=model.num_upsampling_layers, use_vae=model.use_vae,
         base_filters=model.base_filters, latent_dim=model.latent_dim, sn_api=sn_api,
+        norm_mode=model.norm_mode, use_instance_edges=model.use_instance_edges,
+        add_dist=add_dist,
     )
     return randomize_(network, seed)
 

@@ -167,3 +167,12 @@ def test_encoder_and_discriminator_argument_errors():
         VAEEncoder(input_size=100)
     with pytest.raises(ValueError, match="num_discriminators=0"):
         MultiScaleDiscriminator(5, num_discriminators=0)
+
+
+def test_one_discriminator_scale_is_still_a_list_of_scales():
+    # Keras hands a one-element output list back unwrapped; the trainer needs scales.
+    discriminator = MultiScaleDiscriminator(3, num_discriminators=1, num_layers=2,
+                                            base_filters=4)
+    inputs = {"semantic": tf.zeros((1, 32, 32, 3)), "image": tf.zeros((1, 32, 32, 3))}
+    for outputs in (discriminator(inputs), tf.function(discriminator)(inputs, training=True)):
+        assert len(outputs) == 1 and len(outputs[0]) == 3

@@ -1,4 +1,6 @@
-"""One step on 2 replicas (or 2 workers) equals one step on one device, same global batch."""
+"""One step on 2 replicas (or 2 workers) equals one step on one device, same global batch:
+the weights, and the generator average with its batch norm re-estimated on the batch (the
+same on every replica and worker)."""
 
 import json
 import os
@@ -77,20 +79,30 @@ def _two_workers(workdir) -> None:
         processes.close()
 
 
-def _compare(workdir, mode):
+def _compare(workdir, mode, name=None):
     single = np.load(workdir / "after_single.npz")
-    other = np.load(workdir / f"after_{mode}.npz")
+    other = np.load(workdir / f"{name or f'after_{mode}'}.npz")
     initial = np.load(workdir / "initial.npz")
     assert set(single) == set(other)
-    moved = max(np.abs(single[k] - initial[k]).max() for k in single)
+    moved = max(np.abs(single[k] - initial[k]).max() for k in initial)
     assert moved > 0.1  # the step really changed the weights
-    worst = max((np.abs(single[k] - other[k]).max(), k) for k in single)
+    averaged = [k for k in single if k.startswith("generator_ema/")]
+    # Decay 0.5 from the first update: half the weights before, half after the step.
+    np.testing.assert_allclose(single["generator_ema/fc/kernel"],
+                               0.5 * initial["generator/fc/kernel"]
+                               + 0.5 * single["generator/fc/kernel"], rtol=1e-12)
+    assert len(averaged) > 50 and any("moving_variance" in k for k in averaged)
+    # Relative to values above 1: the re-estimated variances are the activations' own
+    # (up to ~1.4e3 in this untrained network), not 0.9 + 0.1 of them as after one step.
+    worst = max((np.abs(single[k] - other[k]).max() / max(1.0, np.abs(single[k]).max()), k)
+                for k in single)
     assert worst[0] < TOLERANCE, worst
 
 
 def test_two_replicas_equal_one_device(one_steps):
     workdir, results = one_steps
     _assert_finished(results["single"])
+    # Exit 3: the replicas' copies of the average differ.
     _assert_finished(results["mirrored"])
     _compare(workdir, "mirrored")
 
@@ -105,3 +117,4 @@ def test_two_workers_on_loopback_equal_one_device(one_steps):
         # A port picked as free can be taken before the worker binds it: one retry.
         _two_workers(workdir)
     _compare(workdir, "multi_worker")
+    _compare(workdir, "multi_worker", "after_multi_worker_1")  # the other worker's

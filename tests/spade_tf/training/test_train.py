@@ -1,4 +1,5 @@
-"""spade_tf.training.train: outputs, resume, crash safety, NaN, schedule, missing VGG weights."""
+"""spade_tf.training.train: outputs, resume, crash safety, NaN, schedule, missing VGG weights
+(the generator average: test_ema.py)."""
 
 import contextlib
 import os
@@ -14,6 +15,7 @@ from support import ROOT
 from support.processes import assert_one_line_error, run_commands
 from support.runs import session_run
 from support.synthetic_data import write_training_records
+from support.training_runs import EMA_OVERRIDES, TRAIN_OVERRIDES
 
 from spade_tf.config import ConfigError, load_config
 from spade_tf.data import make_input_fn
@@ -23,13 +25,12 @@ from spade_tf.training.callbacks import LinearDecay, StopOnNaN
 from spade_tf.training.strategy import check_batch_split
 from spade_tf.training.vgg import VGGWeightsError, random_vgg_features
 
-OVERRIDES = ["train.batch_size=4", "train.epochs=2", "train.checkpoint_every_steps=2"]
+OVERRIDES = TRAIN_OVERRIDES
 
 
 @pytest.fixture(scope="module")
-def records(tmp_path_factory):
-    return write_training_records(tmp_path_factory.mktemp("scenes"),
-                                  tmp_path_factory.mktemp("records"))
+def records(training_records):
+    return training_records
 
 
 def _config(*extra):
@@ -81,10 +82,17 @@ def test_train_writes_the_model_folder_resumes_and_refuses_another_model(records
                                   getattr(first["trainer"], name).weights, strict=True):
             np.testing.assert_array_equal(saved.numpy(), trained.numpy())
 
-    second = train(_config("train.epochs=2"), records, model_dir, verbose=0)
+    # Resumed with the generator average on: it starts from the resumed weights.
+    lines = []
+    second = train(_config("train.epochs=2", *EMA_OVERRIDES), records, model_dir, verbose=0,
+                   report=lines.append)
     assert second["start_step"] == 3 and second["final_step"] == 6
+    assert "the checkpoint holds no generator average: averaging from step 3's weights" in lines
+    assert int(second["trainer"].average.updates.numpy()) == 6
+    assert (model_dir / "generator_ema.keras").is_file()
     # Done already: a third run does nothing.
-    assert train(_config("train.epochs=2"), records, model_dir, verbose=0)["final_step"] == 6
+    assert train(_config("train.epochs=2", *EMA_OVERRIDES), records, model_dir,
+                 verbose=0)["final_step"] == 6
     # Another model in the same folder is refused.
     with pytest.raises(ConfigError, match="different settings \\(base_filters\\)"):
         train(_config("model.base_filters=4"), records, model_dir, verbose=0)
@@ -93,7 +101,8 @@ def test_train_writes_the_model_folder_resumes_and_refuses_another_model(records
     saved_config = (model_dir / "config.yaml").read_text()
     with pytest.raises(TrainingError, match="holds no Adam first moments .* train.beta_1=0.5 "
                                             "needs them: resume with --set train.beta_1=0,"):
-        train(_config("train.epochs=3", "train.beta_1=0.5"), records, model_dir, verbose=0)
+        train(_config("train.epochs=3", "train.beta_1=0.5", *EMA_OVERRIDES), records,
+              model_dir, verbose=0)
     assert tf.train.latest_checkpoint(str(model_dir / "checkpoints")).endswith("ckpt-6")
     assert (model_dir / "config.yaml").read_text() == saved_config
 
@@ -114,8 +123,9 @@ def test_resumed_data_position_matches_an_uninterrupted_stream(records):
 
 @session_run
 def killed_training(folder, processes):
-    """_config() trained in a process SIGKILLed right after step 5: (its CompletedProcess,
-    the records it read, its model folder)."""
+    """_config() with the generator average (conftest's averaged_run, uninterrupted) trained
+    in a process SIGKILLed right after step 5: (its CompletedProcess, the records it read,
+    its model folder)."""
     records = write_training_records(folder / "scenes", folder / "records")
     model_dir = folder / "run"
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}"}
@@ -125,7 +135,7 @@ def killed_training(folder, processes):
     return result, records, model_dir
 
 
-def test_sigkill_mid_run_resumes_from_the_last_checkpoint(killed_training):
+def test_sigkill_mid_run_resumes_from_the_last_checkpoint(killed_training, averaged_run):
     result, records, model_dir = killed_training
     assert result.returncode == -signal.SIGKILL, result.stderr[-2000:]
     checkpoint = tf.train.latest_checkpoint(str(model_dir / "checkpoints"))
@@ -147,7 +157,8 @@ def test_sigkill_mid_run_resumes_from_the_last_checkpoint(killed_training):
                 f"g_optimizer/_variables/{3 + 2 * index}/.ATTRIBUTES/VARIABLE_VALUE":
                     velocity.numpy() for index, velocity in enumerate(optimizer._velocities)}
 
-    summary = train(_config(), records, model_dir, verbose=0, extra_callbacks=[CaptureState()])
+    summary = train(_config(*EMA_OVERRIDES), records, model_dir, verbose=0,
+                    extra_callbacks=[CaptureState()])
     assert summary["start_step"] == 4 and resumed["step"] == 4
     assert summary["final_step"] == 6
     # Adam's moments came back exactly as saved (and are not all zero).
@@ -155,6 +166,17 @@ def test_sigkill_mid_run_resumes_from_the_last_checkpoint(killed_training):
     assert any(np.abs(value).max() > 0 for value in resumed["slots"].values())
     for key, value in resumed["slots"].items():
         np.testing.assert_array_equal(value, saved.get_tensor(key))
+    # The generator average continued exactly: as the same run's uninterrupted (step 5,
+    # lost with the process, trained again from step 4's checkpoint).
+    uninterrupted = averaged_run["trainer"]
+    for network in ("generator", "discriminator"):
+        for want, got in zip(getattr(uninterrupted, network).weights,
+                             getattr(summary["trainer"], network).weights, strict=True):
+            np.testing.assert_array_equal(got.numpy(), want.numpy(), err_msg=want.path)
+    for want, got in zip(uninterrupted.average.networks["generator"].weights,
+                         summary["trainer"].average.networks["generator"].weights, strict=True):
+        np.testing.assert_array_equal(got.numpy(), want.numpy(), err_msg=want.path)
+    assert int(summary["trainer"].average.updates.numpy()) == 6
 
 
 def test_nan_loss_stops_with_its_name(vgg_trainer):
