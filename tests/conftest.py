@@ -34,6 +34,7 @@ END_TO_END = {
     "spade_tf/data/test_input_fn.py::test_a_users_fit_over_two_epochs_trains_in_both":
         "two epochs of a user's model.fit",
     "spade_tf/test_torch_import.py": "a fresh process per entry point",
+    "spade_cli/test_clade_model.py": "a CLADE model through five commands as processes",
     "spade_cli/test_train.py": "spade-train processes: failed starts, Ctrl-C, resume",
     "spade_cli/test_recovery.py": "spade-train processes: recovery and per-epoch logs",
     "spade_cli/test_vgg_weights.py": "spade-train processes with VGG weight files",
