@@ -257,7 +257,9 @@ def report(results: list[dict], info: dict, args) -> None:
     print(machine_line(info))
     print("threads: " + ", ".join(sorted({result["threads"] for result in results})))
     print("step: ours = GauGAN.train_step (G step + D step, loss trackers) in a tf.function; "
-          "PyTorch = torch_reference.ReferenceGauGAN.train_step with torch.optim.Adam; one "
+          "PyTorch = one iteration of the reference's trainer (run_generator_one_step, then "
+          "run_discriminator_one_step; what it holds and frees: benchmarks/"
+          "reference_trainer.py) with torch.optim.Adam; one "
           f"fixed in-memory batch; median of the timed steps after {args.warmup} warm-up "
           "step(s); each row in a fresh process; random weights (VGG19 too)")
     print(f"median = of the quiet steps (other processes kept < {QUIET_CORES} cores busy "

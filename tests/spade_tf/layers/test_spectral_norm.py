@@ -46,7 +46,7 @@ def test_training_call_iterates_once_and_inference_uses_stored_vectors():
     np.testing.assert_array_equal(layer.v.numpy(), v0)
     sigma0 = u0 @ matrix @ v0
     expected = tf.nn.conv2d(x, kernel / sigma0, 1, "SAME") + layer.layer.bias
-    np.testing.assert_allclose(inference, expected.numpy(), atol=1e-5)
+    np.testing.assert_allclose(inference, expected.numpy(), rtol=1e-6, atol=1e-5)
 
     layer(x, training=True)
     v1 = matrix.T @ u0
