@@ -52,9 +52,9 @@ test: export SPADE_TF_REQUIRE_TORCH = 1
 test: lint
 	$(BIN)/python -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
-# The end-to-end tier (tests marked slow: tests/conftest.py's END_TO_END): whole runs through
-# several processes, the demo, benchmark scripts, load and browser sessions. CI runs it after
-# `make test`.
+# The end-to-end tier (tests marked slow: tests/conftest.py's END_TO_END): whole training
+# runs, commands run as processes, the demo, benchmark scripts, load and browser sessions.
+# CI runs it after `make test`.
 test-slow: export SPADE_TF_REQUIRE_TORCH = 1
 test-slow: setup browser
 	$(BIN)/python -m pytest -n 2 --dist loadfile -m slow $(PYTEST_ARGS)

@@ -13,8 +13,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import pytest  # noqa: E402
 from support import ROOT  # noqa: E402
 
-# The end-to-end tier: whole runs through several processes (training runs, the demo, the
-# benchmark scripts' quick modes, multi-worker, load and browser sessions). Marked slow, so
+# The end-to-end tier: whole training runs, commands run as processes, the demo, the
+# benchmark scripts' quick modes, multi-worker, load and browser sessions. Marked slow, so
 # `make test` (the loop a change is checked with, under 8 minutes on 2 cores) leaves them
 # out and `make test-slow` runs them; CI runs both. Each entry is a file, or a file's test,
 # with the reason it is in the tier. Tests marked slow in their own file (test_learning.py)
@@ -29,6 +29,12 @@ END_TO_END = {
     "precision_change": "three training runs under mixed float16",
     "spade_tf/training/test_train.py::test_a_failed_worker_removes_its_checkpoint_copy":
         "a multi-worker run",
+    "spade_tf/training/test_train.py::test_a_model_folder_without_checkpoints_gives_the_"
+    "starting_weights": "a conversion, then a training run from it",
+    "spade_tf/training/test_train.py::test_a_checkpoint_without_the_batch_counter_resumes_at_"
+    "the_optimizer_step": "two training runs (an old checkpoint's layout)",
+    "spade_tf/training/test_train.py::test_nan_loss_stops_with_its_name":
+        "a training run until its loss becomes NaN",
     "spade_tf/export/test_export.py::test_loads_in_a_fresh_process_where_spade_tf_cannot_be_"
     "imported": "TF Serving's loaders in fresh processes",
     "spade_tf/data/test_input_fn.py::test_a_users_fit_over_two_epochs_trains_in_both":
