@@ -55,6 +55,7 @@ from benchmarks.common import (  # noqa: E402
     resolve_timing_arguments,
     run_script,
     run_worker,
+    script_parser,
     time_calls,
     write_json,
 )
@@ -346,10 +347,7 @@ def summary_rows(figures: dict) -> list[tuple]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="\n".join(__doc__.splitlines()[2:]))
+    parser = script_parser(__doc__)
     parser.add_argument("--repeats", type=int, default=None,
                         help="timed SPADE/CLADE pairs (5; 2 with --quick)")
     add_timing_arguments(parser, "call", crop_help="one image side (see --crop-sizes)",

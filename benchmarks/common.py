@@ -35,6 +35,14 @@ def progress(message: str) -> None:
     print(f"[{time.perf_counter() - _START:7.1f}s] {message}", file=sys.stderr, flush=True)
 
 
+def script_parser(doc: str) -> argparse.ArgumentParser:
+    """A benchmark script's parser: its docstring's first line as the description, the rest
+    (usage lines and notes) as the epilog, line breaks kept."""
+    return argparse.ArgumentParser(description=doc.splitlines()[0],
+                                   formatter_class=argparse.RawDescriptionHelpFormatter,
+                                   epilog="\n".join(doc.splitlines()[2:]))
+
+
 def add_json_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", metavar="OUT", type=Path, default=None,
                         help="also write the figures to this JSON file")

@@ -68,6 +68,7 @@ from benchmarks.common import (  # noqa: E402
     resolve_timing_arguments,
     run_script,
     run_worker,
+    script_parser,
     time_calls,
     write_json,
 )
@@ -456,10 +457,7 @@ def report(setup: dict, results: dict, accuracy: dict, info: dict, args) -> None
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="\n".join(__doc__.splitlines()[2:]))
+    parser = script_parser(__doc__)
     parser.add_argument("--repeats", type=int, default=None,
                         help="timed calls per variant (10; 3 with --quick)")
     parser.add_argument("--rounds", type=int, default=1,

@@ -22,7 +22,6 @@ training_step.py's). ``--quick`` forces that mode on a GPU machine too.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import sys
@@ -40,6 +39,7 @@ from benchmarks.common import (  # noqa: E402
     machine_line,
     progress,
     run_script,
+    script_parser,
     time_calls,
     write_json,
 )
@@ -218,10 +218,7 @@ def device_names() -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="\n".join(__doc__.splitlines()[2:]))
+    parser = script_parser(__doc__)
     parser.add_argument("--batch", type=int, default=None,
                         help="images per call and per device in training (8; 2 on a CPU)")
     parser.add_argument("--repeats", type=int, default=None,

@@ -18,7 +18,6 @@ images, fewer repeats) takes about 10.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -38,6 +37,7 @@ from benchmarks.common import (  # noqa: E402
     machine_line,
     progress,
     run_script,
+    script_parser,
     write_json,
 )
 from benchmarks.training_step import torch_counterpart  # noqa: E402
@@ -191,10 +191,7 @@ def print_summary(info: dict, seconds: dict, figures: dict, failures: dict,
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="\n".join(__doc__.splitlines()[2:]))
+    parser = script_parser(__doc__)
     parser.add_argument("--quick", action="store_true",
                         help="pass --quick (or smaller sizes) to every benchmark")
     parser.add_argument("--only", nargs="+", choices=list(BENCHMARKS), default=list(BENCHMARKS),

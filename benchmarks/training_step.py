@@ -67,6 +67,7 @@ from benchmarks.common import (  # noqa: E402
     resolve_timing_arguments,
     run_script,
     run_worker,
+    script_parser,
     time_calls,
     write_json,
 )
@@ -295,10 +296,7 @@ def report(results: list[dict], info: dict, args) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="\n".join(__doc__.splitlines()[2:]))
+    parser = script_parser(__doc__)
     parser.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES),
                         help="which cases (all)")
     parser.add_argument("--precisions", nargs="+", choices=PRECISIONS, default=list(PRECISIONS),
