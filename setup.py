@@ -56,7 +56,9 @@ setup(
     extras_require={
         # selenium drives Debian's chromium in the painter's browser tests.
         "test": ["pytest>=8.0", "pytest-timeout>=2.3", "pytest-xdist>=3.5", "pytest-randomly>=3.15",
-                 "ruff==0.17.6", "selenium>=4.20"],
+                 "ruff==0.17.6", "selenium>=4.20", "ai-edge-litert>=2.3,<3"],
+        # LiteRT's interpreter: spade-synthesize --tflite (the export needs TensorFlow only).
+        "tflite": ["ai-edge-litert>=2.3,<3"],
         # Only for reading the reference's PyTorch checkpoints; never a runtime need.
         "convert": ["torch>=2.1"],
     },

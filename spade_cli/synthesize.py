@@ -40,12 +40,15 @@ PAGE_ROW_HEIGHT = 256  # pixels; each picture as wide as its own aspect ratio ma
 def build_parser() -> argparse.ArgumentParser:
     parser = new_parser("spade-synthesize",
                         "Synthesize images from label maps with a model folder, an exported "
-                        "SavedModel or a running server.", EXAMPLES)
+                        "SavedModel, a .tflite file or a running server.", EXAMPLES)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--model-dir", help="a model folder (spade-train, spade-convert-torch)")
     source.add_argument("--export", metavar="VERSION_DIR",
                         help="an exported version folder, e.g. exports/spade/3")
     source.add_argument("--server", metavar="HOST:PORT", help="spade-serve or TF Serving (gRPC)")
+    source.add_argument("--tflite", metavar="FILE",
+                        help="a .tflite file of spade-export --format tflite (LiteRT's "
+                             "interpreter on the CPU, as on a device)")
     parser.add_argument("--checkpoint", metavar="latest|STEP",
                         help="with --model-dir: a training checkpoint's weights instead of the "
                              "last finished epoch's networks")
@@ -262,6 +265,10 @@ def _backend(args: argparse.Namespace, stack):
                                   precision=args.precision, weights=args.weights)
     if args.export is not None:
         return SavedModelBackend(args.export)
+    if args.tflite is not None:
+        from spade_tf.synthesis_backends import TFLiteBackend
+
+        return TFLiteBackend(args.tflite)
     from serving.client import ServingError, SpadeClient
 
     client = stack.enter_context(SpadeClient(args.server, args.model_name, timeout=args.timeout,

@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 # The releases every entry below was checked against.
@@ -182,3 +183,70 @@ def optimizer_velocities(optimizer: keras.optimizers.Optimizer) -> list:
     (``optimizer.variables`` is public, its order is not documented).
     """
     return optimizer._velocities
+
+
+# -- TensorFlow Lite flatbuffers ----------------------------------------------------
+
+
+def _tflite_schema():
+    from tensorflow.lite.python import schema_py_generated
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    return flatbuffer_utils, schema_py_generated
+
+
+def tflite_add_metadata(model: bytes, name: str, value: bytes) -> bytes:
+    """``model`` (a ``.tflite`` flatbuffer) with ``value`` as metadata entry ``name`` (a
+    buffer referenced from the model's ``metadata`` table, where TFLite keeps, e.g., its
+    ``min_runtime_version``; an entry of that name already there is replaced).
+
+    Private: ``tensorflow.lite.tools.flatbuffer_utils`` and ``tensorflow.lite.python.
+    schema_py_generated`` (the flatbuffer object API generated from TFLite's schema;
+    tensorflow 2.21.0). Public replacement: the ``tflite-support`` metadata writers, which
+    add a TFLite Support schema of their own (and a heavy dependency) for what is one
+    named buffer here.
+    """
+    utils, schema = _tflite_schema()
+    tree = utils.convert_bytearray_to_object(bytearray(model))
+    tree.metadata = [entry for entry in (tree.metadata or [])
+                     if entry.name.decode() != name]
+    buffer = schema.BufferT()
+    buffer.data = np.frombuffer(value, np.uint8)
+    tree.buffers.append(buffer)
+    entry = schema.MetadataT()
+    entry.name, entry.buffer = name, len(tree.buffers) - 1
+    tree.metadata.append(entry)
+    return bytes(utils.convert_object_to_bytearray(tree))
+
+
+def tflite_metadata(model: bytes) -> dict[str, bytes]:
+    """The metadata entries of a ``.tflite`` flatbuffer: {name: bytes}. Private:
+    as :func:`tflite_add_metadata` (tensorflow 2.21.0); public replacement: the
+    ``tflite-support`` metadata readers, for their own schema only."""
+    utils, _ = _tflite_schema()
+    tree = utils.convert_bytearray_to_object(bytearray(model))
+    found = {}
+    for entry in tree.metadata or []:
+        data = tree.buffers[entry.buffer].data
+        found[entry.name.decode()] = bytes(np.asarray(data, np.uint8)) if data is not None \
+            else b""
+    return found
+
+
+def tflite_operators(model: bytes) -> list[str]:
+    """The operators a ``.tflite`` flatbuffer uses, sorted: builtin names (``CONV_2D``), or
+    ``custom:<code>`` for custom and Select TF (``Flex...``) operators. Private: as
+    :func:`tflite_add_metadata` (tensorflow 2.21.0); public replacement:
+    ``tf.lite.experimental.Analyzer.analyze``, which prints a report instead of returning
+    the names."""
+    utils, schema = _tflite_schema()
+    tree = utils.convert_bytearray_to_object(bytearray(model))
+    builtin = {value: name for name, value in vars(schema.BuiltinOperator).items()
+               if not name.startswith("_")}
+    names = set()
+    for code in tree.operatorCodes:
+        if code.customCode:
+            names.add(f"custom:{code.customCode.decode()}")
+        else:
+            names.add(builtin[max(code.builtinCode, code.deprecatedBuiltinCode)])
+    return sorted(names)

@@ -6,9 +6,11 @@ instances, seed, style)``:
 - :class:`ModelFolderBackend`: a model folder (``spade-train`` / ``spade-convert-torch``
   output), run in this process as the exporter would serve it;
 - :class:`SavedModelBackend`: an exported SavedModel version, run in this process;
+- :class:`TFLiteBackend`: a ``.tflite`` file (``spade-export --format tflite``) in LiteRT's
+  interpreter, one map at a time (its batch is 1);
 - the gRPC client (``spade_cli.synthesize`` adapts ``serving.client.SpadeClient``).
 
-All three follow :mod:`spade_tf.inference_rules`: the same seed or style photo gives the
+All of them follow :mod:`spade_tf.inference_rules`: the same seed or style photo gives the
 same image from each.
 """
 
@@ -166,3 +168,45 @@ class SavedModelBackend:
             inputs[sig.STYLE_IMAGE] = tf.repeat(tf.constant(style[np.newaxis], tf.uint8),
                                                 len(labels), axis=0)
         return self._signatures[name](**inputs)[sig.IMAGE].numpy()
+
+
+class TFLiteBackend:
+    """A ``.tflite`` file of :func:`spade_tf.tflite.export_tflite`, in LiteRT's interpreter.
+
+    Seeds give the latent of :mod:`spade_tf.inference_rules`, computed here and fed to the
+    file's ``latent`` input, so a seed gives the image the other back ends give; a style
+    photo needs the encoder, which the file does not hold."""
+
+    def __init__(self, path: str | os.PathLike):
+        from spade_tf.tflite import TFLiteError, TFLiteRunner
+
+        if not Path(path).is_file():
+            raise SynthesisError(f"--tflite {path} does not exist: give a .tflite file that "
+                                 "spade-export --format tflite wrote.")
+        try:
+            self._runner = TFLiteRunner(path)
+            metadata = ExportMetadata.from_dict(self._runner.metadata, str(path))
+        except (TFLiteError, MetadataError) as error:
+            raise SynthesisError(str(error)) from None
+        self.info = ModelInfo.from_metadata(metadata)
+        self._latent_dim = metadata.latent_dim
+
+    def _latent(self, seed: int | None) -> np.ndarray:
+        import tensorflow as tf
+
+        from spade_tf.inference_rules import style_latent
+
+        seeds = None if seed is None else tf.constant([seed], tf.int64)
+        return style_latent(None, self._latent_dim, 1, seeds=seeds).numpy()
+
+    def synthesize(self, labels, instances, seed, style):
+        if style is not None:
+            raise SynthesisError("--style needs the style encoder, which a .tflite file does "
+                                 "not hold: use --export or --model-dir for styles.")
+        images = []
+        for index in range(len(labels)):
+            latent = self._latent(seed) if self.info.use_vae else None
+            images.append(self._runner.run(
+                labels[index:index + 1],
+                None if instances is None else instances[index:index + 1], latent)[0])
+        return np.stack(images)

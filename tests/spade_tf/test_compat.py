@@ -278,10 +278,24 @@ def test_an_adam_checkpoints_velocities_restore_into_torch_adam_without_momentum
         "opt/_variables/5/.ATTRIBUTES/VARIABLE_VALUE"}
 
 
+def test_tflite_flatbuffers_take_and_give_back_metadata_and_name_their_operators():
+    function = tf.function(lambda x: {"y": tf.nn.relu(x) * 2.0},
+                           input_signature=[tf.TensorSpec([1, 3], tf.float32)])
+    model = tf.lite.TFLiteConverter.from_concrete_functions(
+        [function.get_concrete_function()], tf.Module()).convert()
+    before = compat.tflite_metadata(model)
+    assert "min_runtime_version" in before  # the converter's own entry, kept
+    tagged = compat.tflite_add_metadata(model, "mine", b'{"a": 1}')
+    tagged = compat.tflite_add_metadata(tagged, "mine", b'{"a": 2}')  # replaced, not added
+    after = compat.tflite_metadata(tagged)
+    assert after["mine"] == b'{"a": 2}' and set(after) == {*before, "mine"}
+    assert compat.tflite_operators(tagged) == ["MUL", "RELU"]
+
+
 @pytest.mark.parametrize("entry", [
     "flatten_layers", "SkipSymbolicBuild", "OffsetProgbarLogger", "in_multi_worker_mode",
     "CheckpointNode", "ReplacesCheckpointChildren", "set_untracked", "variable_index",
-    "optimizer_velocities"])
+    "optimizer_velocities", "tflite_add_metadata", "tflite_metadata", "tflite_operators"])
 def test_every_entry_says_what_it_was_checked_against_and_its_replacement(entry):
     doc = inspect.getdoc(getattr(compat, entry))
     assert "3.15.1" in doc or "2.21.0" in doc, entry
