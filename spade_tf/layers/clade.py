@@ -98,7 +98,9 @@ class CLADE(keras.layers.Layer):
         normalized = ops.cast(self.param_free_norm(x, training=training), x.dtype)
         # Reached in program order, as in PyTorch (see computed_after).
         segmap = legacy_nearest_resize(computed_after(segmap, x), ops.shape(x)[1:3])
-        ids = ops.argmax(segmap[..., :self.num_classes], axis=-1)
+        # The map is one-hot (SemanticInput's): the arg-max of its 0/1 integers is the class.
+        # (Keras's float arg-max adds a sign-bit test that TFLite's builtins lack.)
+        ids = ops.argmax(ops.cast(segmap[..., :self.num_classes] > 0.5, "int32"), axis=-1)
         gamma = class_lookup(ops.cast(self.gamma, x.dtype), ids)
         beta = class_lookup(ops.cast(self.beta, x.dtype), ids)
         out = normalized * gamma + beta

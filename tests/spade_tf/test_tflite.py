@@ -152,3 +152,28 @@ def test_the_commands_mistakes_end_in_one_line(vae_files, tmp_path, capsys):
                             "--instances", str(label_file), "--style", str(photo),
                             "--out", str(tmp_path / "o.png")]) == 2
     assert "--style needs the style encoder" in capsys.readouterr().err
+
+
+def test_a_clade_generator_converts_with_builtins_and_matches():
+    import keras
+
+    from spade_tf.config import ModelConfig
+    from spade_tf.inference_loader import fold_for_inference
+    from spade_tf.models import build_generator
+
+    model = ModelConfig(num_classes=6, use_instance_edges=True, crop_size=32, base_filters=4,
+                        norm_mode="clade")
+    keras.utils.set_random_seed(4)
+    generator = fold_for_inference(build_generator(model))
+    for variable in generator.weights:  # CLADE's tables start at 1 and 0: give them values
+        if variable.path.endswith(("gamma", "beta")):
+            variable.assign(np.random.default_rng(1).normal(1, 0.5, variable.shape))
+    labels, instances = _maps(model, seed=4)
+    raw = tflite.convert(generator, model, raw=True)
+    names = tflite.operator_names(raw)
+    assert "GATHER" in names and not [name for name in names if name.startswith("custom:")]
+    got = _interpreter(raw)(label_ids=labels, instance_ids=instances)[sig.IMAGE]
+    expected = generator({"semantic": build_semantic_input(model)(labels, instances)},
+                         training=False).numpy()
+    assert expected.std() > 0.1
+    np.testing.assert_allclose(got, expected, atol=1e-4)
