@@ -7,8 +7,9 @@ their full tables are printed as they finish. Then a summary: the machine (CPU n
 cores, bf16/AMX features), our time over PyTorch's for inference (float32 and bfloat16;
 in-process and exported) and training steps, peak memory beside each time, the
 interactive latencies, the load figures, and CLADE's generator against SPADE's
-(clade_vs_spade: ours and PyTorch's, 256x256 and 512x512). About 19 minutes on a quiet
-2-core machine, and about 12 more for clade_vs_spade (longer when other jobs share the
+(clade_vs_spade: ours and PyTorch's, 256x256 and 512x512), and the TFLite exports against
+the SavedModel (tflite_export). About 19 minutes on a quiet 2-core machine, about 12 more
+for clade_vs_spade and 5 for tflite_export (longer when other jobs share the
 CPU: the timed scripts wait up to a minute per row for quiet); ``--quick`` (smaller
 images, fewer repeats) takes about 10.
 
@@ -40,6 +41,7 @@ from benchmarks.common import (  # noqa: E402
     script_parser,
     write_json,
 )
+from benchmarks.tflite_export import summary_rows as tflite_rows  # noqa: E402
 from benchmarks.training_step import torch_counterpart  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -64,6 +66,7 @@ BENCHMARKS = {
                           "--batches", "1"]),
     "serving_load": ("serving_load", [], ["--quick"]),
     "clade_vs_spade": ("clade_vs_spade", ["--repeats", "3", "--warmup", "1"], ["--quick"]),
+    "tflite_export": ("tflite_export", ["--repeats", "5"], ["--quick", "--norm-modes", "clade"]),
 }
 
 
@@ -172,7 +175,8 @@ def _load_rows(figures: dict) -> list[tuple]:
 
 SUMMARIES = {"generator_vs_torch": _generator_rows, "training_step": _training_rows,
              "input_pipeline": _input_rows, "serving_latency": _serving_rows,
-             "serving_load": _load_rows, "clade_vs_spade": clade_rows}
+             "serving_load": _load_rows, "clade_vs_spade": clade_rows,
+             "tflite_export": tflite_rows}
 
 
 def print_summary(info: dict, seconds: dict, figures: dict, failures: dict,

@@ -114,6 +114,13 @@ def run_variant(variant: str, path: str, crop_size: int, repeats: int, warmup: i
             [name for name in operators if name.startswith("custom:")]}
 
 
+def summary_rows(figures: dict) -> list[tuple]:
+    """run_all.py's summary: each .tflite file's size, time and peak RSS."""
+    return [(f"TFLite {r['norm_mode']} {r['crop_size']}x{r['crop_size']} b1", r["variant"],
+             f"{r['median_ms']:.0f}", "ms", f"{r['size_mib']:.1f} MiB on disk; peak RSS "
+             f"{r['peak_rss_mib']:.0f} MiB") for r in figures["results"]]
+
+
 def main() -> None:
     parser = script_parser(__doc__)
     parser.add_argument("--repeats", type=int, default=None, help="timed calls (5; 2 with --quick)")
