@@ -40,6 +40,21 @@ if IS_TENSORFLOW:
 BAD_ID_ADVICE = "Check the class count of the model and of the label maps."
 
 
+class NeedsTensorFlowError(RuntimeError):
+    """A TensorFlow-only part of spade_tf was imported under another Keras backend."""
+
+
+def require_tensorflow(what: str) -> None:
+    """Stop with a clear message when ``what`` (training, export) runs on another backend:
+    it is built on ``tf.distribute``, ``tf.GradientTape`` and SavedModels. The ``.keras``
+    files are the same on every backend, so the TensorFlow backend reads theirs."""
+    if not IS_TENSORFLOW:
+        raise NeedsTensorFlowError(
+            f"{what} runs on Keras's TensorFlow backend, and this process runs {BACKEND!r}: "
+            "set KERAS_BACKEND=tensorflow before Keras is imported (the layers and "
+            "networks, spade_tf.layers and spade_tf.models, run on every backend).")
+
+
 def bad_id_message(allowed_text: str, bad_id, occurrences) -> str:
     return (f"label ids must be in {allowed_text}; found id {bad_id} (occurrences: "
             f"{occurrences}). {BAD_ID_ADVICE}")

@@ -8,13 +8,15 @@ of a backend costs seconds. Checks:
 
 - ``imports``: which heavy frameworks importing the layers and networks loaded;
 - ``models``: every ``<name>.keras`` in ``models.json`` loaded and run on its inputs
-  (``<name>_inputs.npz``), differences to each expected ``<name>_<source>.npz``; then
-  saved again under this backend (``<backend>/<name>.keras``) for the way back;
+  (``<name>_inputs.npz``), differences to each expected ``<name>_<source>.npz``;
+- ``save``: those models saved again under this backend (``<backend>/<name>.keras``), for
+  the way back (Keras's saving imports TensorFlow where it is installed, seconds: apart);
 - ``semantic``: ``SemanticInput`` on the labels of ``semantic.npz``;
 - ``ids``: the error a bad label id gives, eagerly and (JAX) inside ``jax.jit``;
 - ``batch_norm``: one training call of ``ParameterFreeBatchNorm``: output, moving
   statistics and input gradient, on ``batch_norm.npz``'s input;
-- ``fit``: the README's layer example trained with ``model.fit``.
+- ``fit``: the README's layer example trained with ``model.fit``;
+- ``needs_tensorflow``: what importing training and export says (last: imports TF).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import numpy as np
 from keras import ops
 
 BACKEND = keras.backend.backend()
+_LOADED = {}  # name -> the model check_models loaded, for check_save
 
 
 def _max_difference(a, b) -> float:
@@ -60,9 +63,8 @@ def check_models(job: Path) -> dict:
     import spade_tf.models  # noqa: F401 (registers the classes)
 
     results = {}
-    (job / BACKEND).mkdir(exist_ok=True)
     for name, sources in json.loads((job / "models.json").read_text()).items():
-        model = keras.saving.load_model(job / f"{name}.keras")
+        model = _LOADED[name] = keras.saving.load_model(job / f"{name}.keras")
         inputs = _tensors(np.load(job / f"{name}_inputs.npz"))
         actual = _flat(model(inputs, training=False))
         results[name] = {}
@@ -71,8 +73,14 @@ def check_models(job: Path) -> dict:
             expected = [expected[f"out{index}"] for index in range(len(expected.files))]
             assert len(expected) == len(actual), (name, len(expected), len(actual))
             results[name][source] = max(map(_max_difference, actual, expected))
-        model.save(job / BACKEND / f"{name}.keras")
     return results
+
+
+def check_save(job: Path) -> dict:
+    (job / BACKEND).mkdir(exist_ok=True)
+    for name, model in _LOADED.items():
+        model.save(job / BACKEND / f"{name}.keras")
+    return {"saved": sorted(_LOADED)}
 
 
 def check_semantic(job: Path) -> dict:
@@ -170,6 +178,13 @@ def check_fit(job: Path) -> dict:
             "trainable_moved": min(moved[w.path] for w in model.trainable_weights),
             "moving_statistics": len(moving),
             "moving_moved": min(moved[path] for path in moving)}
+
+
+def check_needs_tensorflow(job: Path) -> dict:
+    import importlib
+
+    return {module: _error_text(lambda module=module: importlib.import_module(module))
+            for module in ("spade_tf.training", "spade_tf.export")}
 
 
 def main() -> None:
