@@ -7,7 +7,8 @@ their full tables are printed as they finish. Then a summary: the machine (CPU n
 cores, bf16/AMX features), our time over PyTorch's for inference (float32 and bfloat16;
 in-process and exported) and training steps, peak memory beside each time, the
 interactive latencies, the load figures, and CLADE's generator against SPADE's
-(clade_vs_spade: ours and PyTorch's, 256x256 and 512x512). About 19 minutes on a quiet
+(clade_vs_spade: ours and PyTorch's, 256x256 and 512x512), and the generator on each
+Keras backend (backends: TensorFlow, JAX, PyTorch). About 19 minutes on a quiet
 2-core machine, and about 12 more for clade_vs_spade (longer when other jobs share the
 CPU: the timed scripts wait up to a minute per row for quiet); ``--quick`` (smaller
 images, fewer repeats) takes about 10.
@@ -64,6 +65,7 @@ BENCHMARKS = {
                           "--batches", "1"]),
     "serving_load": ("serving_load", [], ["--quick"]),
     "clade_vs_spade": ("clade_vs_spade", ["--repeats", "3", "--warmup", "1"], ["--quick"]),
+    "backends": ("backends", ["--repeats", "3", "--warmup", "2"], ["--quick"]),
 }
 
 
@@ -170,8 +172,19 @@ def _load_rows(figures: dict) -> list[tuple]:
     return rows
 
 
-SUMMARIES = {"generator_vs_torch": _generator_rows, "training_step": _training_rows,
-             "input_pipeline": _input_rows, "serving_latency": _serving_rows,
+def _backend_rows(figures: dict) -> list[tuple]:
+    size = figures["setup"]["crop_size"]
+    base = figures["results"]["tensorflow"]["median_ms"]
+    return [(f"generator {size}x{size} b1 on each Keras backend", backend,
+             f"{result['median_ms']:.0f}", "ms",
+             f"{result['median_ms'] / base:.2f}x TensorFlow's; max |x - TF| "
+             f"{result['max_abs_vs_tensorflow']:.1e}")
+            for backend, result in figures["results"].items()]
+
+
+SUMMARIES = {"generator_vs_torch": _generator_rows, "backends": _backend_rows,
+             "training_step": _training_rows, "input_pipeline": _input_rows,
+             "serving_latency": _serving_rows,
              "serving_load": _load_rows, "clade_vs_spade": clade_rows}
 
 

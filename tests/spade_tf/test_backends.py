@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from support import ROOT, import_torch
+from support.backend_worker import as_called, flat_outputs
 from support.processes import command_env
 from support.reference_checkpoints import (
     tiny_config,
@@ -51,15 +52,6 @@ def run_worker(backend: str, job, checks, timeout: float = 600) -> dict:
     return json.loads((job / f"result_{backend}.json").read_text())
 
 
-def _flat(outputs) -> list[np.ndarray]:
-    """A network's outputs as arrays in the worker's order (dicts by key)."""
-    if isinstance(outputs, dict):
-        return [np.asarray(outputs[key]) for key in sorted(outputs)]
-    if isinstance(outputs, (list, tuple)):
-        return [array for item in outputs for array in _flat(item)]
-    return [np.asarray(outputs)]
-
-
 def _save_outputs(path, arrays) -> None:
     np.savez(path, **{f"out{index}": array for index, array in enumerate(arrays)})
 
@@ -82,7 +74,7 @@ def _add_model(job, name: str, model, inputs: dict, torch_outputs=None) -> list:
     """``name``.keras with its inputs and TF's outputs (and the reference's) in ``job``."""
     model.save(job / f"{name}.keras")
     np.savez(job / f"{name}_inputs.npz", **inputs)
-    _save_outputs(job / f"{name}_tf.npz", _flat(model(inputs, training=False)))
+    _save_outputs(job / f"{name}_tf.npz", flat_outputs(model(as_called(inputs), training=False)))
     sources = ["tf"]
     if torch_outputs is not None:
         _save_outputs(job / f"{name}_torch.npz", [_nhwc(t) for t in torch_outputs])
@@ -185,7 +177,7 @@ def test_files_saved_there_load_under_tensorflow(results, job, backend):
         model = keras.saving.load_model(job / backend / f"{name}.keras")
         inputs = dict(np.load(job / f"{name}_inputs.npz"))
         expected = np.load(job / f"{name}_tf.npz")
-        actual = _flat(model(inputs, training=False))
+        actual = flat_outputs(model(as_called(inputs), training=False))
         for index, array in enumerate(actual):
             np.testing.assert_allclose(array, expected[f"out{index}"], rtol=0,
                                        atol=SAME_FILE_TOLERANCE)

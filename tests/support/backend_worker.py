@@ -37,13 +37,18 @@ def _max_difference(a, b) -> float:
     return float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
 
 
-def _flat(outputs) -> list[np.ndarray]:
+def flat_outputs(outputs) -> list[np.ndarray]:
     """A network's outputs as a list of arrays, in a fixed order (dicts by key)."""
     if isinstance(outputs, dict):
         return [ops.convert_to_numpy(outputs[key]) for key in sorted(outputs)]
     if isinstance(outputs, (list, tuple)):
-        return [array for item in outputs for array in _flat(item)]
+        return [array for item in outputs for array in flat_outputs(item)]
     return [ops.convert_to_numpy(outputs)]
+
+
+def as_called(inputs: dict):
+    """A dict of inputs, or the one input alone (a one-input model is called so)."""
+    return inputs if len(inputs) > 1 else next(iter(inputs.values()))
 
 
 def _tensors(npz) -> dict:
@@ -66,7 +71,7 @@ def check_models(job: Path) -> dict:
     for name, sources in json.loads((job / "models.json").read_text()).items():
         model = _LOADED[name] = keras.saving.load_model(job / f"{name}.keras")
         inputs = _tensors(np.load(job / f"{name}_inputs.npz"))
-        actual = _flat(model(inputs, training=False))
+        actual = flat_outputs(model(as_called(inputs), training=False))
         results[name] = {}
         for source in sources:
             expected = np.load(job / f"{name}_{source}.npz")
