@@ -63,7 +63,8 @@ END_TO_END = {
             "test_semantic_input_and_batch_norm_training_agree_with_tensorflow",
             "test_a_bad_label_id_is_named",
             "test_training_and_export_say_they_need_the_tensorflow_backend",
-            "test_the_readme_layer_example_trains_with_fit")),
+            "test_the_readme_layer_example_trains_with_fit",
+            "test_batch_norm_statistics_are_the_global_batchs_under_jax_data_parallel")),
         "converted reference networks, fit and batch norm in a JAX and a PyTorch process"),
 }
 

@@ -43,8 +43,8 @@ ALL_CHECKS = ("imports", "models", "save", "semantic", "ids", "batch_norm", "fit
               "needs_tensorflow")
 
 
-def run_worker(backend: str, job, checks, timeout: float = 600) -> dict:
-    env = command_env(KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2")
+def run_worker(backend: str, job, checks, timeout: float = 600, **env: str) -> dict:
+    env = command_env(KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2", **env)
     result = subprocess.run([sys.executable, str(WORKER), str(job), *checks], env=env,
                             capture_output=True, text=True, timeout=timeout, cwd=ROOT)
     if result.returncode != 0:
@@ -214,6 +214,17 @@ def test_the_readme_layer_example_trains_with_fit(results, backend):
     assert fit["loss"][-1] < fit["loss"][0], fit
     assert fit["trainable_moved"] > 0
     assert fit["moving_statistics"] >= 4 and fit["moving_moved"] > 0
+
+
+def test_batch_norm_statistics_are_the_global_batchs_under_jax_data_parallel(tmp_path):
+    """Under keras.distribution.DataParallel (two host devices) a batch is one sharded
+    array: the batch norm's statistics are the global batch's, as sync_batch asks."""
+    env_flags = "--xla_force_host_platform_device_count=2"
+    result = run_worker("jax", tmp_path, ("data_parallel",), timeout=300,
+                        XLA_FLAGS=env_flags)["data_parallel"]
+    assert result["devices"] == 2
+    assert result["vs_global"] < 1e-5
+    assert result["vs_first_device"] > 0.5
 
 
 def test_a_spade_block_saved_under_tensorflow_runs_on_torch_and_ids_are_checked_in_jax_jit(

@@ -16,6 +16,9 @@ of a backend costs seconds. Checks:
 - ``batch_norm``: one training call of ``ParameterFreeBatchNorm``: output, moving
   statistics and input gradient, on ``batch_norm.npz``'s input;
 - ``fit``: the README's layer example trained with ``model.fit``;
+- ``data_parallel`` (JAX with two host devices): one ``fit`` step under
+  ``keras.distribution.DataParallel``; a batch norm's moving mean against the global and
+  the per-device batch means;
 - ``needs_tensorflow``: what importing training and export says (last: imports TF).
 """
 
@@ -183,6 +186,30 @@ def check_fit(job: Path) -> dict:
             "trainable_moved": min(moved[w.path] for w in model.trainable_weights),
             "moving_statistics": len(moving),
             "moving_moved": min(moved[path] for path in moving)}
+
+
+def check_data_parallel(job: Path) -> dict:
+    import jax
+
+    from spade_tf.layers import SPADEResBlock
+
+    devices = jax.devices()
+    keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+    semantic, features = keras.Input((8, 8, 3)), keras.Input((8, 8, 4))
+    block = SPADEResBlock(6, norm_type="sync_batch", hidden_filters=4, name="block")
+    model = keras.Model([features, semantic], block(features, semantic))
+    model.compile(optimizer="sgd", loss="mse")
+    rng = np.random.default_rng(0)
+    # Each example shifted by its index: the two devices' halves have different means.
+    x = rng.normal(2.0, 1.0, (4, 8, 8, 4)) + np.arange(4.0)[:, None, None, None]
+    x = x.astype(np.float32)
+    model.fit([x, rng.uniform(size=(4, 8, 8, 3)).astype(np.float32)],
+              np.zeros((4, 8, 8, 6), np.float32), batch_size=4, epochs=1, verbose=0)
+    # The first norm sees x itself; its moving mean starts at 0, momentum 0.1.
+    moving_mean = ops.convert_to_numpy(block.norm_0.param_free_norm.moving_mean) / 0.1
+    return {"devices": len(devices),
+            "vs_global": _max_difference(moving_mean, x.mean(axis=(0, 1, 2))),
+            "vs_first_device": _max_difference(moving_mean, x[:2].mean(axis=(0, 1, 2)))}
 
 
 def check_needs_tensorflow(job: Path) -> dict:
