@@ -54,9 +54,12 @@ setup(
         "PyYAML>=6.0",
     ],
     extras_require={
-        # selenium drives Debian's chromium in the painter's browser tests.
+        # selenium drives Debian's chromium in the painter's browser tests; JAX runs the
+        # layers and networks on Keras's JAX backend (tests/spade_tf/test_backends.py;
+        # tested with 0.10.2 under Keras 3.15.1).
         "test": ["pytest>=8.0", "pytest-timeout>=2.3", "pytest-xdist>=3.5", "pytest-randomly>=3.15",
-                 "ruff==0.17.6", "selenium>=4.20", "ai-edge-litert>=2.3,<3"],
+                 "ruff==0.17.6", "selenium>=4.20", "ai-edge-litert>=2.3,<3",
+                 "jax[cpu]>=0.10,<0.11"],
         # LiteRT's interpreter: spade-synthesize --tflite (the export needs TensorFlow only).
         "tflite": ["ai-edge-litert>=2.3,<3"],
         # Only for reading the reference's PyTorch checkpoints; never a runtime need.

@@ -7,8 +7,9 @@ their full tables are printed as they finish. Then a summary: the machine (CPU n
 cores, bf16/AMX features), our time over PyTorch's for inference (float32 and bfloat16;
 in-process and exported) and training steps, peak memory beside each time, the
 interactive latencies, the load figures, and CLADE's generator against SPADE's
-(clade_vs_spade: ours and PyTorch's, 256x256 and 512x512), and the TFLite exports against
-the SavedModel (tflite_export). About 19 minutes on a quiet 2-core machine, about 12 more
+(clade_vs_spade: ours and PyTorch's, 256x256 and 512x512), the generator on each Keras
+backend (backends: TensorFlow, JAX, PyTorch), and the TFLite exports against the
+SavedModel (tflite_export). About 19 minutes on a quiet 2-core machine, about 12 more
 for clade_vs_spade and 5 for tflite_export (longer when other jobs share the
 CPU: the timed scripts wait up to a minute per row for quiet); ``--quick`` (smaller
 images, fewer repeats) takes about 10.
@@ -67,6 +68,7 @@ BENCHMARKS = {
     "serving_load": ("serving_load", [], ["--quick"]),
     "clade_vs_spade": ("clade_vs_spade", ["--repeats", "3", "--warmup", "1"], ["--quick"]),
     "tflite_export": ("tflite_export", ["--repeats", "5"], ["--quick", "--norm-modes", "clade"]),
+    "backends": ("backends", ["--repeats", "3", "--warmup", "2"], ["--quick"]),
 }
 
 
@@ -173,8 +175,19 @@ def _load_rows(figures: dict) -> list[tuple]:
     return rows
 
 
-SUMMARIES = {"generator_vs_torch": _generator_rows, "training_step": _training_rows,
-             "input_pipeline": _input_rows, "serving_latency": _serving_rows,
+def _backend_rows(figures: dict) -> list[tuple]:
+    size = figures["setup"]["crop_size"]
+    base = figures["results"]["tensorflow"]["median_ms"]
+    return [(f"generator {size}x{size} b1 on each Keras backend", backend,
+             f"{result['median_ms']:.0f}", "ms",
+             f"{result['median_ms'] / base:.2f}x TensorFlow's; max relative difference "
+             f"{result['max_relative_vs_tensorflow']:.1e}")
+            for backend, result in figures["results"].items()]
+
+
+SUMMARIES = {"generator_vs_torch": _generator_rows, "backends": _backend_rows,
+             "training_step": _training_rows, "input_pipeline": _input_rows,
+             "serving_latency": _serving_rows,
              "serving_load": _load_rows, "clade_vs_spade": clade_rows,
              "tflite_export": tflite_rows}
 

@@ -57,6 +57,10 @@ def run(parser: argparse.ArgumentParser, command: Command, argv: list[str] | Non
     """
     args = parser.parse_args(argv)
     name = command_name(parser, args)
+    # Training, export and serving are TensorFlow's (README: "On every Keras 3 backend"); a
+    # KERAS_BACKEND chosen for the user's own JAX or PyTorch work must not reach them.
+    # The .keras files are the same on every backend.
+    os.environ["KERAS_BACKEND"] = "tensorflow"
     try:
         release_sigint(_START_UP_HOLD)  # a Ctrl-C pressed during start-up surfaces here
         quiet_tensorflow(import_tensorflow=uses_tensorflow(args))

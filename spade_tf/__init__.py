@@ -17,7 +17,9 @@ Keras knows the package's serializable classes once their modules are imported:
 works after it, as it does after using any public name from those modules;
 :func:`load_model_dir` and :func:`load_for_inference` import them themselves. Where Keras
 is imported already (``import keras; import spade_tf``), importing the package registers
-them at once: TensorFlow is loaded then anyway.
+them at once: Keras's backend is loaded then anyway. The layers and networks run on every
+Keras backend and import no TensorFlow under JAX or PyTorch; training, the TFRecord input,
+export and serving are TensorFlow's (``spade_tf.backend``, docs/backends.md).
 
 The modules: ``config`` (YAML -> frozen settings), ``layers``, ``models``, ``training``,
 ``data`` (TFRecord schema and tf.data input), ``export`` and ``signatures`` (the served

@@ -25,12 +25,16 @@ import tensorflow as tf
 from spade_tf import layout
 from spade_tf import signatures as sig
 from spade_tf.atomic import TargetExists, atomic_directory, write_text
+from spade_tf.backend import require_tensorflow
 from spade_tf.errors import SpadeError, readable_tf_message
 from spade_tf.export_metadata import ExportMetadata
 from spade_tf.inference_loader import load_for_inference
 from spade_tf.inference_rules import photo_to_unit, style_latent, to_uint8
 from spade_tf.layers.semantic import semantic_one_hot
 from spade_tf.precision import resolve_precision
+
+# The served SavedModel is TensorFlow's; a folder made on another backend exports here.
+require_tensorflow("Export (spade_tf.export)")
 
 
 class ExportError(SpadeError, ValueError):

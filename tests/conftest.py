@@ -55,6 +55,17 @@ END_TO_END = {
     "spade_cli/test_synthesize_folders.py": "spade-synthesize processes over folders",
     "serving/test_load.py": "hundreds of concurrent clients",
     "serving/test_painter.py": "the painter in headless Chromium",
+    **dict.fromkeys(
+        (f"spade_tf/test_backends.py::{name}" for name in (
+            "test_layers_and_networks_import_without_tensorflow",
+            "test_files_saved_under_tensorflow_give_its_outputs_and_the_references",
+            "test_files_saved_there_load_under_tensorflow",
+            "test_semantic_input_and_batch_norm_training_agree_with_tensorflow",
+            "test_a_bad_label_id_is_named",
+            "test_training_and_export_say_they_need_the_tensorflow_backend",
+            "test_the_readme_layer_example_trains_with_fit",
+            "test_batch_norm_statistics_are_the_global_batchs_under_jax_data_parallel")),
+        "converted reference networks, fit and batch norm in a JAX and a PyTorch process"),
 }
 
 

@@ -10,7 +10,10 @@
 * the statistics are computed in two passes (no ``E[x^2] - E[x]^2``), with the rounding
   of the first-pass mean compensated, so nearly constant channels stay accurate;
 * with ``synchronized=True`` inside a ``tf.distribute`` replica context, sums and counts
-  are all-reduced, so the statistics are those of the global batch.
+  are all-reduced, so the statistics are those of the global batch. Under JAX's
+  ``keras.distribution.DataParallel`` the batch is one sharded array, so the statistics
+  are the global batch's whatever ``synchronized`` says; PyTorch: the local batch
+  (:mod:`spade_tf.backend`).
 
 It keeps Keras BatchNormalization's variables (``moving_mean``, ``moving_variance``,
 shape ``[C]``, created in ``build``, in that order), so checkpoints and ``.keras``
@@ -20,24 +23,20 @@ files written with the Keras layer load into it.
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
+from keras import ops
+
+from spade_tf.backend import all_reduce_sum, custom_gradient
 
 # NHWC: statistics per channel over batch, height and width.
 _REDUCTION_AXES = (0, 1, 2)
 
 
-def _all_reduce_sum(value: tf.Tensor, synchronized: bool) -> tf.Tensor:
-    """Sums ``value`` over replicas when synchronized inside a multi-replica step."""
-    if not synchronized:
-        return value
-    context = tf.distribute.get_replica_context()
-    # None: cross-replica context (e.g. a plain call under strategy.scope()); the
-    # default strategy's context has one replica. Both use the local batch, as Keras does.
-    if context is None or context.num_replicas_in_sync <= 1:
-        return value
-    # ReplicaContext.all_reduce is differentiable (its gradient is the all-reduced
-    # gradient), which is what a sum of per-replica losses needs.
-    return context.all_reduce(tf.distribute.ReduceOp.SUM, value)
+def _pixel_count(x, dtype: str):
+    """Values per channel: a constant when the shape is known (always, but in TF graphs)."""
+    batch, height, width = ops.shape(x)[:3]
+    if all(isinstance(side, int) for side in (batch, height, width)):
+        return ops.convert_to_tensor(batch * height * width, dtype=dtype)
+    return ops.cast(ops.prod(ops.shape(x)[:3]), dtype)
 
 
 @keras.saving.register_keras_serializable(package="spade_tf")
@@ -91,74 +90,78 @@ class ParameterFreeBatchNorm(keras.layers.Layer):
 
     def call(self, inputs, training=None):
         # Upcast like Keras BN does: half-precision statistics overflow and lose bits.
-        stats_dtype = tf.float64 if inputs.dtype == tf.float64 else tf.float32
-        x = tf.cast(inputs, stats_dtype)
+        stats_dtype = "float64" if keras.backend.standardize_dtype(
+            inputs.dtype) == "float64" else "float32"
+        x = ops.cast(inputs, stats_dtype)
         if training and self.trainable:
             outputs = self._train(x)
         else:
-            mean = tf.cast(self.moving_mean, stats_dtype)
-            variance = tf.cast(self.moving_variance, stats_dtype)
-            outputs = (x - mean) * tf.math.rsqrt(variance + self.epsilon)
-        return tf.cast(outputs, self.compute_dtype)
+            mean = ops.cast(self.moving_mean, stats_dtype)
+            variance = ops.cast(self.moving_variance, stats_dtype)
+            outputs = (x - mean) * ops.rsqrt(variance + self.epsilon)
+        return ops.cast(outputs, self.compute_dtype)
 
-    def _train(self, x: tf.Tensor) -> tf.Tensor:
+    def _train(self, x):
         outputs, mean, squared_deviations, count = self._normalize_batch(x)
         self._update_moving_statistics(mean, squared_deviations, count)
         return outputs
 
-    def _normalize_batch(self, x: tf.Tensor):
+    def _normalize_batch(self, x):
         """(normalized x, batch mean, sum of squared deviations, count); the statistics
         come without gradient.
 
-        The gradient is batch norm's closed form, ``(g - mean(g) - y * mean(g * y)) /
-        std`` with the means over the (global) batch: the same function as differentiating
-        the two-pass computation, in two reductions and two elementwise passes, keeping
-        only ``y`` and ``1 / std`` for the backward pass.
+        On TensorFlow the gradient is batch norm's closed form, ``(g - mean(g) - y *
+        mean(g * y)) / std`` with the means over the (global) batch: the same function as
+        differentiating the two-pass computation, in two reductions and two elementwise
+        passes, keeping only ``y`` and ``1 / std`` for the backward pass. JAX and PyTorch
+        differentiate the two-pass computation itself.
         """
-        return tf.custom_gradient(self._normalize_with_gradient)(x)
+        outputs, mean, squared_deviations, count = custom_gradient(
+            self._normalize_with_gradient)(x)
+        statistics = (mean, squared_deviations, count)
+        return (outputs, *(ops.stop_gradient(value) for value in statistics))
 
-    def _normalize_with_gradient(self, x: tf.Tensor):
-        dtype = x.dtype
+    def _normalize_with_gradient(self, x):
+        dtype = keras.backend.standardize_dtype(x.dtype)
         # Pass 1: the mean from a sum and a count (one all-reduce of [sum, count]).
-        count = tf.cast(tf.reduce_prod(tf.shape(x)[:3]), dtype)
-        packed = tf.concat([tf.reduce_sum(x, _REDUCTION_AXES), count[None]], axis=0)
-        packed = _all_reduce_sum(packed, self.synchronized)
+        count = _pixel_count(x, dtype)
+        packed = ops.concatenate([ops.sum(x, axis=_REDUCTION_AXES), count[None]], axis=0)
+        packed = all_reduce_sum(packed, self.synchronized)
         total, count = packed[:-1], packed[-1]
         rough_mean = total / count
         # Pass 2: deviations from the rounded mean. x - rough_mean is nearly exact for a
         # nearly constant channel; their mean (`correction`) is the rounding error of
         # rough_mean, so mean = rough_mean + correction carries more than float32 bits.
         deviation = x - rough_mean
-        sums = tf.stack([tf.reduce_sum(deviation, _REDUCTION_AXES),
-                         tf.reduce_sum(tf.square(deviation), _REDUCTION_AXES)])
-        sums = _all_reduce_sum(sums, self.synchronized)
+        sums = ops.stack([ops.sum(deviation, axis=_REDUCTION_AXES),
+                          ops.sum(ops.square(deviation), axis=_REDUCTION_AXES)])
+        sums = all_reduce_sum(sums, self.synchronized)
         correction = sums[0] / count
         # sum((x - mean)^2) = sum(deviation^2) - count * correction^2; the subtracted
         # term is tiny (correction is a rounding error), so no cancellation.
-        squared_deviations = tf.maximum(sums[1] - count * tf.square(correction), 0.0)
+        squared_deviations = ops.maximum(sums[1] - count * ops.square(correction), 0.0)
         variance = squared_deviations / count
-        inverse_std = tf.math.rsqrt(variance + self.epsilon)
+        inverse_std = ops.rsqrt(variance + self.epsilon)
         outputs = (deviation - correction) * inverse_std
 
         def gradient(upstream, *_statistics_gradients):
-            sums = tf.stack([tf.reduce_sum(upstream, _REDUCTION_AXES),
-                             tf.reduce_sum(upstream * outputs, _REDUCTION_AXES)])
-            sums = _all_reduce_sum(sums, self.synchronized) / count
+            sums = ops.stack([ops.sum(upstream, axis=_REDUCTION_AXES),
+                              ops.sum(upstream * outputs, axis=_REDUCTION_AXES)])
+            sums = all_reduce_sum(sums, self.synchronized) / count
             return (upstream - sums[0] - outputs * sums[1]) * inverse_std
 
         return (outputs, rough_mean + correction, squared_deviations, count), gradient
 
-    def _update_moving_statistics(self, mean: tf.Tensor, squared_deviations: tf.Tensor,
-                                  count: tf.Tensor) -> None:
+    def _update_moving_statistics(self, mean, squared_deviations, count) -> None:
         momentum = self.momentum
         var_dtype = self.moving_mean.dtype
-        mean = tf.cast(mean, var_dtype)
+        mean = ops.cast(mean, var_dtype)
         # Unbiased variance as PyTorch stores it; undefined for count == 1 (see class doc).
-        unbiased = tf.cast(squared_deviations / tf.maximum(count - 1.0, 1.0), var_dtype)
-        old_variance = tf.convert_to_tensor(self.moving_variance)
+        unbiased = ops.cast(squared_deviations / ops.maximum(count - 1.0, 1.0), var_dtype)
+        old_variance = ops.convert_to_tensor(self.moving_variance)
         new_variance = (1.0 - momentum) * old_variance + momentum * unbiased
         self.moving_mean.assign((1.0 - momentum) * self.moving_mean + momentum * mean)
-        self.moving_variance.assign(tf.where(count > 1.0, new_variance, old_variance))
+        self.moving_variance.assign(ops.where(count > 1.0, new_variance, old_variance))
 
     def compute_output_shape(self, input_shape):
         return input_shape

@@ -5,38 +5,15 @@ Normalization", TPAMI 2021)."""
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
 from keras import ops
 
+from spade_tf.backend import class_lookup, computed_after
 from spade_tf.layers.common import (
     check_norm_type,
-    computed_after,
     parameter_free_norm,
     reference_conv,
 )
 from spade_tf.layers.resize import legacy_nearest_resize
-
-
-def class_lookup(table, ids):
-    """``table[ids]`` ([classes, C] rows for [B, H, W] ids), with a dense gradient.
-
-    ``tf.gather``'s gradient is an ``IndexedSlices`` of one row per pixel: as large as the
-    activation, and all-gathered whole across replicas. Summed per class here, it is a
-    ``[classes, C]`` tensor like any other weight's gradient (summed in float32 under a
-    half-precision policy).
-    """
-
-    @tf.custom_gradient
-    def lookup(values):
-        def gradient(upstream):
-            rows = tf.reshape(tf.cast(upstream, tf.float32), [-1, tf.shape(values)[-1]])
-            summed = tf.math.unsorted_segment_sum(rows, tf.reshape(ids, [-1]),
-                                                  tf.shape(values)[0])
-            return tf.cast(summed, values.dtype)
-
-        return tf.gather(values, ids), gradient
-
-    return lookup(table)
 
 
 @keras.saving.register_keras_serializable(package="spade_tf")

@@ -8,15 +8,14 @@
 - ``maybe_spectral``: spectral normalization with PyTorch's semantics when asked;
 - ``LEAKY_RELU_SLOPE``: 0.2 everywhere in the reference;
 - ``leaky_relu``, ``LeakyReLU`` and ``leaky_relu_saving_output``: that activation,
-  differentiated from its output in training;
-- ``computed_after``: keeps work that needs only a network's input from running early.
+  differentiated from its output in training (on TensorFlow; :mod:`spade_tf.backend`);
 """
 
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
 
+from spade_tf.backend import leaky_relu_saving_output
 from spade_tf.geometry import NORM_TYPES
 from spade_tf.layers.batch_norm import BatchNormalization
 from spade_tf.layers.spectral_norm import SpectralNormalization
@@ -37,30 +36,6 @@ def reference_initializer(gain: float = REFERENCE_INIT_GAIN) -> keras.initialize
     return keras.initializers.VarianceScaling(
         scale=gain**2, mode="fan_avg", distribution="untruncated_normal"
     )
-
-
-def leaky_relu_saving_output(x: tf.Tensor, negative_slope: float = LEAKY_RELU_SLOPE):
-    """Leaky ReLU whose gradient is computed from its output.
-
-    With a slope >= 0 the output has the input's sign, so the backward pass needs only
-    the output, which the next layer keeps anyway: the input is freed once the activation
-    has run (one activation-sized tensor less per call in a training step). Differentiated
-    from its input instead, it also trips TensorFlow's graph optimizer after a conv or an
-    add: the optimizer fuses them into one op, then fails on the gradient that still
-    reads the fused-away tensor and drops all of its fusions for the whole step.
-    """
-
-    @tf.custom_gradient
-    def activation(inputs):
-        outputs = tf.nn.leaky_relu(inputs, alpha=negative_slope)
-
-        def gradient(upstream):
-            return tf.raw_ops.LeakyReluGrad(gradients=upstream, features=outputs,
-                                            alpha=negative_slope)
-
-        return outputs, gradient
-
-    return activation(x)
 
 
 def leaky_relu(x, training, negative_slope: float = LEAKY_RELU_SLOPE):
@@ -84,21 +59,6 @@ class LeakyReLU(keras.layers.LeakyReLU):
 NORM_EPSILON = 1e-5
 # PyTorch's convention (the reference's 0.1): the weight of the new batch statistic.
 BATCH_NORM_MOMENTUM = 0.1
-
-
-def computed_after(tensor, dependency):
-    """``tensor``, made to wait in a graph until ``dependency`` has been computed.
-
-    TensorFlow's executor runs an op as soon as its inputs exist. Work that reads only a
-    network's input (SPADE's label-map branch: cast, resize, shared conv) would run for
-    every layer at the start of a call and its results would sit in memory until each
-    layer is reached: 0.3 GiB at 512x512 for the ADE20K generator. Eager execution runs
-    in program order already.
-    """
-    if tf.executing_eagerly():
-        return tensor
-    with tf.control_dependencies([dependency]):
-        return tf.identity(tensor)
 
 
 def check_norm_type(norm_type: str) -> None:

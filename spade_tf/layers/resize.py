@@ -10,14 +10,23 @@ are resized here with an explicit gather.
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
+import numpy as np
+from keras import ops
 
 
 def legacy_nearest_indices(in_size, out_size):
-    """Source indices ``min(floor(i * (in / out)), in - 1)`` in float32, as PyTorch does."""
-    scale = tf.cast(in_size, tf.float32) / tf.cast(out_size, tf.float32)
-    index = tf.floor(tf.cast(tf.range(out_size), tf.float32) * scale)
-    return tf.minimum(tf.cast(index, tf.int32), tf.cast(in_size, tf.int32) - 1)
+    """Source indices ``min(floor(i * (in / out)), in - 1)`` in float32, as PyTorch does.
+
+    Known sizes give a constant (computed with NumPy in float32: the same bits);
+    sizes known only when a TF graph runs are computed in the graph.
+    """
+    if isinstance(in_size, int) and isinstance(out_size, int):
+        scale = np.float32(in_size) / np.float32(out_size)
+        index = np.floor(np.arange(out_size, dtype=np.float32) * scale).astype(np.int32)
+        return ops.convert_to_tensor(np.minimum(index, in_size - 1))
+    scale = ops.cast(in_size, "float32") / ops.cast(out_size, "float32")
+    index = ops.floor(ops.cast(ops.arange(out_size), "float32") * scale)
+    return ops.minimum(ops.cast(index, "int32"), ops.cast(in_size, "int32") - 1)
 
 
 def legacy_nearest_resize(images, size):
@@ -28,10 +37,10 @@ def legacy_nearest_resize(images, size):
         # The same size reads every pixel where it is: no copy (a full-size semantic map
         # is large, and every SPADE at full resolution would keep its own).
         return images
-    shape = tf.shape(images)
+    shape = ops.shape(images)
     rows = legacy_nearest_indices(shape[1], height)
     cols = legacy_nearest_indices(shape[2], width)
-    return tf.gather(tf.gather(images, rows, axis=1), cols, axis=2)
+    return ops.take(ops.take(images, rows, axis=1), cols, axis=2)
 
 
 @keras.saving.register_keras_serializable(package="spade_tf")

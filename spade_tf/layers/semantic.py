@@ -3,18 +3,28 @@
 The semantic input is the one-hot encoding of the label ids (``num_classes``
 channels, plus one channel for the don't-care label when the dataset has one),
 followed by an instance-edge channel when instance maps are used. Ids outside
-the valid range stop the computation with an ``InvalidArgumentError`` that names
-the offending id; they are never clamped or silently dropped (``tf.one_hot``
-would return an all-zero vector for them). Which ids are valid, and how many channels
+the valid range stop the computation with an error that names the offending id
+(TensorFlow: ``InvalidArgumentError``, also inside graphs; JAX and PyTorch: how
+:func:`spade_tf.backend.check_ids` says); they are never clamped or silently dropped
+(a one-hot of them would be an all-zero vector). Which ids are valid, and how many channels
 there are, is :class:`spade_tf.label_space.LabelSpace`'s to say.
 """
 
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
+from keras import ops
 
+from spade_tf.backend import check_ids
 from spade_tf.label_space import LabelSpace
+
+
+def _marks_both_pixels(differs, axis: int):
+    """A differing pair of neighbours along ``axis`` (1 or 2) marks both of its pixels."""
+    before = [[0, 0], [0, 0], [0, 0]]
+    after = [[0, 0], [0, 0], [0, 0]]
+    before[axis], after[axis] = [1, 0], [0, 1]
+    return ops.maximum(ops.pad(differs, before), ops.pad(differs, after))
 
 
 def instance_edges(instance_ids):
@@ -22,15 +32,12 @@ def instance_edges(instance_ids):
 
     ``instance_ids``: [B, H, W] integers. Returns float32 [B, H, W, 1].
     """
-    ids = tf.convert_to_tensor(instance_ids)
-    horizontal = tf.not_equal(ids[:, :, 1:], ids[:, :, :-1])
-    vertical = tf.not_equal(ids[:, 1:, :], ids[:, :-1, :])
-    # A differing pair marks both of its pixels.
-    before, after = [[0, 0], [0, 0], [1, 0]], [[0, 0], [0, 0], [0, 1]]
-    edge = tf.pad(horizontal, before) | tf.pad(horizontal, after)
-    above, below = [[0, 0], [1, 0], [0, 0]], [[0, 0], [0, 1], [0, 0]]
-    edge |= tf.pad(vertical, above) | tf.pad(vertical, below)
-    return tf.cast(edge, tf.float32)[..., tf.newaxis]
+    ids = ops.convert_to_tensor(instance_ids)
+    # Compared as 0/1 floats: every backend pads and combines those (not all pad booleans).
+    horizontal = ops.cast(ops.not_equal(ids[:, :, 1:], ids[:, :, :-1]), "float32")
+    vertical = ops.cast(ops.not_equal(ids[:, 1:, :], ids[:, :-1, :]), "float32")
+    edge = ops.maximum(_marks_both_pixels(horizontal, 2), _marks_both_pixels(vertical, 1))
+    return ops.expand_dims(edge, -1)
 
 
 def check_label_ids(label_ids, num_classes: int, dontcare_label: int | None = None):
@@ -43,21 +50,13 @@ def check_label_ids(label_ids, num_classes: int, dontcare_label: int | None = No
 
 def check_label_space(label_ids, space: LabelSpace):
     """Return ``label_ids`` as int32 after asserting every id is in ``space``: in the
-    graph, so a served model and the input pipeline stop on a bad map too."""
-    ids = tf.cast(label_ids, tf.int32)
-    valid = (ids >= 0) & (ids < space.num_classes)
+    graph on TensorFlow, so a served model and the input pipeline stop on a bad map too
+    (how each backend reports: :func:`spade_tf.backend.check_ids`)."""
+    ids = ops.cast(label_ids, "int32")
+    valid = ops.logical_and(ops.greater_equal(ids, 0), ops.less(ids, space.num_classes))
     if space.dontcare_id is not None:
-        valid |= tf.equal(ids, space.dontcare_id)
-    bad_ids = tf.boolean_mask(ids, tf.logical_not(valid))
-    check = tf.debugging.Assert(
-        tf.reduce_all(valid),
-        [f"label ids must be in {space.allowed_text}; found id", bad_ids[:1],
-         "(occurrences:", tf.size(bad_ids), "). Check the class count of the model "
-         "and of the label maps."],
-        name="check_label_ids",
-    )
-    with tf.control_dependencies([check]):
-        return tf.identity(ids)
+        valid = ops.logical_or(valid, ops.equal(ids, space.dontcare_id))
+    return check_ids(ids, valid, space.allowed_text)
 
 
 def semantic_one_hot(
@@ -73,11 +72,11 @@ def semantic_one_hot(
     depth = space.num_classes
     if space.dontcare_id is not None:
         # The reference maps the don't-care id onto one extra channel after the classes.
-        ids = tf.where(tf.equal(ids, space.dontcare_id), space.dontcare_channel, ids)
+        ids = ops.where(ops.equal(ids, space.dontcare_id), space.dontcare_channel, ids)
         depth += 1
-    semantic = tf.one_hot(ids, depth, dtype=tf.float32)
+    semantic = ops.one_hot(ids, depth, dtype="float32")
     if instance_ids is not None:
-        semantic = tf.concat([semantic, instance_edges(instance_ids)], axis=-1)
+        semantic = ops.concatenate([semantic, instance_edges(instance_ids)], axis=-1)
     return semantic
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from spade_tf.backend import computed_after
 from spade_tf.layers.common import (
     check_norm_type,
-    computed_after,
     parameter_free_norm,
     reference_conv,
 )

@@ -16,6 +16,7 @@
   run's damaged network files.
 """
 
+from spade_tf.backend import require_tensorflow
 from spade_tf.training.ema import GeneratorAverage
 from spade_tf.training.errors import LossBecameNaN, TrainingError
 from spade_tf.training.gaugan import GauGAN, build_trainer, global_step
@@ -23,6 +24,9 @@ from spade_tf.training.optimizers import TorchAdam, make_optimizer
 from spade_tf.training.strategy import choose_strategy
 from spade_tf.training.train import train
 from spade_tf.training.vgg import VGGWeightsError, load_vgg_features, random_vgg_features
+
+# GauGAN's step is tf.distribute and tf.GradientTape code: a clear error on JAX or torch.
+require_tensorflow("GauGAN training (spade_tf.training)")
 
 __all__ = [
     "GauGAN",
