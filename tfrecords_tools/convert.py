@@ -225,8 +225,11 @@ def convert_listing(listing: DatasetListing, out_dir: str | os.PathLike, num_sha
                 progress.update(index + 1)
     except KeyboardInterrupt:
         kept = f"; {out} still holds the earlier conversion" if plan.staged else ""
+        # Counted on disk: a Ctrl-C between a shard's rename into place and its count
+        # would otherwise report one shard fewer than the resume then keeps.
+        finished = sum((work / name).is_file() for name in names)
         raise ConversionInterrupted(
-            f"interrupted after {len(shards)} of {plural(num_shards, 'shard')}; run the same "
+            f"interrupted after {finished} of {plural(num_shards, 'shard')}; run the same "
             f"command to resume (finished shards are kept){kept}") from None
     except BadPair as error:  # decoded fine in the check pass, changed since
         raise ConversionFailed(f"{error} (the file changed during the conversion; run the "

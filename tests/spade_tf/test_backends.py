@@ -36,6 +36,7 @@ torch = import_torch()
 
 WORKER = ROOT / "tests" / "support" / "backend_worker.py"
 BACKENDS = ("jax", "torch")
+# Model outputs: the largest difference over the output's scale (at least 1; backend_worker).
 SAME_FILE_TOLERANCE = 1e-5
 REFERENCE_TOLERANCE = 1e-4
 # needs_tensorflow last: it imports TensorFlow.
