@@ -64,6 +64,7 @@ from benchmarks.generator_vs_torch import (  # noqa: E402
     _calibrate,
     _scene_labels,
     _spread,
+    torch_generator_call,
 )
 
 CONFIG = Path(__file__).resolve().parent.parent / "configs" / "ade20k.yaml"
@@ -167,8 +168,6 @@ def prepare(work: Path, crop_size: int, seed: int) -> dict:
 
 
 def _torch_call(folder: Path, setup: dict, norm: str, precision: str):
-    import contextlib
-
     from spade_tf.testing import torch_reference as reference
     from spade_tf.torch_import import import_torch_beside_tensorflow
 
@@ -176,17 +175,7 @@ def _torch_call(folder: Path, setup: dict, norm: str, precision: str):
     torch.set_num_threads(os.cpu_count())
     network = reference.SPADEGenerator(setup["norms"][norm]["semantic_channels"],
                                        crop_size=setup["crop_size"], norm_mode=norm)
-    network.load_state_dict(torch.load(folder / "generator.pth", weights_only=True))
-    network.eval()
-    semantic = torch.from_numpy(np.load(folder / "semantic.npy").transpose(0, 3, 1, 2).copy())
-    autocast = (torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bfloat16"
-                else contextlib.nullcontext())
-
-    def call() -> np.ndarray:
-        with torch.inference_mode(), autocast:
-            return network(semantic).float().numpy().transpose(0, 2, 3, 1)
-
-    return call
+    return torch_generator_call(torch, network, folder, precision)
 
 
 def _keras_call(folder: Path, precision: str):

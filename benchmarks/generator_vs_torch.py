@@ -196,9 +196,25 @@ def prepare(work: Path, crop_size: int, seed: int, variants: list[str]) -> dict:
 # -- one variant (worker process) ---------------------------------------------------
 
 
-def _torch_call(work: Path, setup: dict, precision: str):
+def torch_generator_call(torch, network, folder: Path, precision: str):
+    """``network`` (a PyTorch generator) given ``folder``'s ``generator.pth``, as a call on
+    its ``semantic.npy`` returning NHWC float32 (bf16: under ``torch.autocast``)."""
     import contextlib
 
+    network.load_state_dict(torch.load(folder / "generator.pth", weights_only=True))
+    network.eval()
+    semantic = torch.from_numpy(np.load(folder / "semantic.npy").transpose(0, 3, 1, 2).copy())
+    autocast = (torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bfloat16"
+                else contextlib.nullcontext())
+
+    def call() -> np.ndarray:
+        with torch.inference_mode(), autocast:
+            return network(semantic).float().numpy().transpose(0, 2, 3, 1)
+
+    return call
+
+
+def _torch_call(work: Path, setup: dict, precision: str):
     from spade_tf.testing import torch_reference as reference
     from spade_tf.torch_import import import_torch_beside_tensorflow
 
@@ -209,16 +225,7 @@ def _torch_call(work: Path, setup: dict, precision: str):
         setup["semantic_channels"], crop_size=setup["crop_size"],
         num_upsampling_layers=setup["num_upsampling_layers"],
         base_filters=setup["base_filters"])
-    network.load_state_dict(torch.load(work / "generator.pth", weights_only=True))
-    network.eval()
-    semantic = torch.from_numpy(np.load(work / "semantic.npy").transpose(0, 3, 1, 2).copy())
-    autocast = (torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bfloat16"
-                else contextlib.nullcontext())
-
-    def call() -> np.ndarray:
-        with torch.inference_mode(), autocast:
-            return network(semantic).float().numpy().transpose(0, 2, 3, 1)
-
+    call = torch_generator_call(torch, network, work, precision)
     threads = {"torch_intra_op": torch.get_num_threads(),
                "torch_inter_op": torch.get_num_interop_threads()}
     return call, threads
