@@ -7,12 +7,16 @@ CPU. The TensorFlow process builds it and saves a ``.keras`` file; a process per
 - ``tensorflow``: the model in a ``tf.function`` (as the ``function`` row of
   generator_vs_torch.py);
 - ``jax``: ``jax.jit`` of the model's ``stateless_call``;
-- ``torch``: the eager call under ``torch.inference_mode()``. Keras runs PyTorch eagerly
-  unless ``jit_compile=True`` in ``compile`` (``torch.compile``), which this does not time.
+- ``torch`` eager: the call under ``torch.inference_mode()``, as Keras runs PyTorch unless
+  told otherwise;
+- ``torch`` torch.compile: ``compile(jit_compile=True)`` then ``predict_on_batch``, which
+  Keras runs through ``torch.compile`` (inductor; the first call compiles, a minute or more).
 
-Also printed: each backend's difference from TensorFlow's output before the final tanh,
-relative to its largest value (the untrained image itself is mostly +-1 exactly). The median
-uses the quiet calls (see benchmarks/common.py).
+The batch norms' statistics are those of the timed input (re-estimated on it before saving,
+as ``train.ema_bn_batches`` does), as a trained generator's are of its data: untrained
+statistics (0 and 1) normalize nothing and the image is +-1 almost everywhere. Also
+printed: each row's largest difference from TensorFlow's image. The median uses the quiet
+calls (benchmarks/common.py).
 
     python benchmarks/backends.py [--repeats 5] [--warmup 2] [--json OUT]
     python benchmarks/backends.py --quick      # 128x128, base_filters 16, 3 repeats
@@ -46,15 +50,19 @@ from benchmarks.common import (  # noqa: E402
     write_json,
 )
 
-BACKENDS = ("tensorflow", "jax", "torch")
-MODES = {"tensorflow": "tf.function", "jax": "jax.jit", "torch": "eager"}
+# (backend, how its call runs); TensorFlow first: it writes the model.
+ROWS = (("tensorflow", "tf.function"), ("jax", "jax.jit"), ("torch", "eager"),
+        ("torch", "torch.compile"))
 
 
-def _timed_call(model, semantic: np.ndarray):
-    """A call returning the image as NumPy, compiled as the backend compiles."""
+def _timed_call(model, semantic: np.ndarray, mode: str):
+    """A call returning the image as NumPy, compiled as ``mode`` says."""
     import keras
 
     backend = keras.backend.backend()
+    if mode == "torch.compile":
+        model.compile(jit_compile=True)  # Keras's predict function under torch.compile
+        return lambda: np.asarray(model.predict_on_batch({"semantic": semantic}))
     if backend == "tensorflow":
         import tensorflow as tf
 
@@ -96,29 +104,30 @@ def worker(args) -> None:
     if keras.backend.backend() == "tensorflow":
         from spade_tf.config import load_config
         from spade_tf.models import build_generator
+        from spade_tf.training.ema import reestimate_batch_norm, reestimation_step
 
         changes = [f"model.crop_size={args.crop_size}", f"model.base_filters={args.base_filters}"]
         config = load_config(Path(__file__).resolve().parent.parent / "configs" / "ade20k.yaml",
                              changes).model
         keras.utils.set_random_seed(0)
         generator = build_generator(config)
-        generator.save(work / "generator.keras")
         rng = np.random.default_rng(0)
         height, width = generator.image_height, generator.image_width
         labels = rng.integers(0, config.num_classes, (1, height // 16, width // 16))
         labels = labels.repeat(16, 1).repeat(16, 2)  # blocks of a class, as label maps are
-        np.save(work / "semantic.npy",
-                np.eye(generator.semantic_channels, dtype=np.float32)[labels])
+        semantic = np.eye(generator.semantic_channels, dtype=np.float32)[labels]
+        # The statistics of this input, as a trained generator's are of its data.
+        reestimate_batch_norm(generator, [semantic], reestimation_step(
+            generator, lambda batch: {"semantic": batch}))
+        generator.save(work / "generator.keras")
+        np.save(work / "semantic.npy", semantic)
     model = keras.saving.load_model(work / "generator.keras")
     semantic = np.load(work / "semantic.npy")
-    call = _timed_call(model, semantic)
-    label = f"{keras.backend.backend()}: "
+    call = _timed_call(model, semantic, args.mode)
+    label = f"{keras.backend.backend()} {args.mode}: "
     timing = time_calls(call, args.repeats, args.warmup, label=label,
                         quiet_wait_s=args.quiet_wait)
-    # Compared before the tanh: an untrained generator's image is mostly +-1 exactly.
-    before_tanh = keras.Model(model.inputs, model.get_layer("conv_img").output)
-    np.save(work / f"image_{keras.backend.backend()}.npy", keras.ops.convert_to_numpy(
-        before_tanh({"semantic": keras.ops.convert_to_tensor(semantic)}, training=False)))
+    np.save(work / f"image_{args.worker}_{args.mode}.npy", call())
     emit_worker_result(timing.as_dict())
 
 
@@ -132,6 +141,7 @@ def main() -> None:
                         help="the generator's base_filters (64; 16 with --quick)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)
+    parser.add_argument("--mode", help=argparse.SUPPRESS)
     add_timing_arguments(parser, "call", "output width (256; 128 with --quick)",
                          "128x128, base_filters 16, 3 repeats, 1 warm-up")
     add_json_argument(parser)
@@ -150,25 +160,23 @@ def main() -> None:
         common = ["--work", work, "--crop-size", args.crop_size, "--base-filters",
                   args.base_filters, "--repeats", args.repeats, "--warmup", args.warmup,
                   "--quiet-wait", args.quiet_wait]
-        for backend in BACKENDS:  # TensorFlow first: it writes the model
+        for backend, mode in ROWS:
             os.environ["KERAS_BACKEND"] = backend
-            results[backend] = run_worker([__file__, "--worker", backend, *common])
-        images = {backend: np.load(Path(work) / f"image_{backend}.npy") for backend in BACKENDS}
-    for backend in BACKENDS:
-        # Relative: untrained, batch norm's moving statistics (0 and 1) normalize nothing,
-        # so activations grow block after block.
-        results[backend]["max_relative_vs_tensorflow"] = float(
-            np.max(np.abs(images[backend] - images["tensorflow"]))
-            / np.max(np.abs(images["tensorflow"])))
-    base = results["tensorflow"]["median_ms"]
-    rows = [(backend, MODES[backend], f"{result['median_ms']:.0f}",
+            result = run_worker([__file__, "--worker", backend, "--mode", mode, *common])
+            image = np.load(Path(work) / f"image_{backend}_{mode}.npy").astype(np.float64)
+            if backend == "tensorflow":
+                tensorflow_image = image
+            result["max_vs_tensorflow"] = float(np.max(np.abs(image - tensorflow_image)))
+            results[f"{backend} {mode}"] = result
+    base = results["tensorflow tf.function"]["median_ms"]
+    rows = [(*row.split(" "), f"{result['median_ms']:.0f}",
              f"{result['median_ms'] / base:.2f}x", f"{result['first_call_s']:.1f}",
-             f"{result['max_relative_vs_tensorflow']:.1e}") for backend, result in results.items()]
+             f"{result['max_vs_tensorflow']:.1e}") for row, result in results.items()]
     print(machine_line(info))
     print(f"ADE20K generator, {args.crop_size}x{args.crop_size}, base_filters "
           f"{args.base_filters}, batch 1, float32")
     print(format_table(["backend", "call", "median ms", "vs TF", "first call s",
-                        "max |x - TF| / max |TF|, before tanh"], rows, align="llrrrr"))
+                        "max |image - TF's|"], rows, align="llrrrr"))
     write_json(args.json, {"machine": info, "setup": {
         "crop_size": args.crop_size, "base_filters": args.base_filters,
         "repeats": args.repeats, "warmup": args.warmup}, "results": results})

@@ -68,6 +68,10 @@ NOISE_PATTERNS = (
 )
 NOISE = re.compile("|".join(f"(?:{p})" for p in NOISE_PATTERNS))
 
+#: LiteRT's notice when its interpreter applies the XNNPACK delegate (printed by its C++
+#: runtime whatever TF_CPP_MIN_LOG_LEVEL says).
+LITERT_NOISE = re.compile(r"^INFO: Created TensorFlow Lite XNNPACK delegate for CPU\.$")
+
 #: Modules whose Python warnings are hidden in quiet mode.
 NOISY_MODULES = r"^(tensorflow|keras|tf_keras|absl|tensorboard|google\.protobuf)(\.|$)"
 
@@ -214,6 +218,17 @@ def filtered_stderr(noise: re.Pattern[str] = NOISE) -> Iterator[None]:
             child.wait(timeout=30)
         except subprocess.TimeoutExpired:  # someone else kept the pipe open (a daemon)
             pass
+
+
+@contextlib.contextmanager
+def quiet_litert(verbose: bool | None = None) -> Iterator[None]:
+    """Within the block, LiteRT's delegate notice (:data:`LITERT_NOISE`) is dropped from
+    stderr unless ``verbose``; create the interpreter (and allocate its tensors) in it."""
+    if verbose_requested(verbose):
+        yield
+        return
+    with filtered_stderr(LITERT_NOISE):
+        yield
 
 
 def quiet_tensorflow(verbose: bool | None = None, *, import_tensorflow: bool = True):

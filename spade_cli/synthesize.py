@@ -266,9 +266,11 @@ def _backend(args: argparse.Namespace, stack):
     if args.export is not None:
         return SavedModelBackend(args.export)
     if args.tflite is not None:
+        from spade_cli.quiet import quiet_litert
         from spade_tf.synthesis_backends import TFLiteBackend
 
-        return TFLiteBackend(args.tflite)
+        with quiet_litert():
+            return TFLiteBackend(args.tflite)
     from serving.client import ServingError, SpadeClient
 
     client = stack.enter_context(SpadeClient(args.server, args.model_name, timeout=args.timeout,

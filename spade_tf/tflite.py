@@ -199,6 +199,9 @@ class TFLiteRunner:
             self._interpreter = Interpreter(model_content=model, num_threads=threads)
         except ValueError as error:
             raise TFLiteError(f"{path} is not a TFLite model: {error}") from None
+        # Now rather than at the first call: XNNPACK is applied here, and LiteRT announces
+        # it on stderr then (spade_cli.quiet.quiet_litert hides that line).
+        self._interpreter.allocate_tensors()
         self._runner = self._interpreter.get_signature_runner(sig.DEFAULT_SIGNATURE)
 
     def run(self, label_ids: np.ndarray, instance_ids: np.ndarray | None = None,

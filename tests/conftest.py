@@ -54,6 +54,12 @@ END_TO_END = {
     "spade_cli/test_quiet.py": "every command as a process",
     "spade_cli/test_synthesize_folders.py": "spade-synthesize processes over folders",
     "serving/test_load.py": "hundreds of concurrent clients",
+    "spade_tf/test_tflite.py::test_the_command_keeps_litert_s_delegate_notice_off_stderr":
+        "spade-synthesize processes",
+    "spade_tf/test_tflite.py::test_the_demo_models_files_are_builtins_only_and_give_its_saved_"
+    "models_image": "the demo's model exported as a SavedModel and three .tflite files",
+    "spade_tf/test_tflite.py::test_a_converted_ade20k_generator_is_builtins_only_and_matches":
+        "the full-size ADE20K generator converted to TFLite three times",
     "serving/test_painter.py": "the painter in headless Chromium",
     **dict.fromkeys(
         (f"spade_tf/test_backends.py::{name}" for name in (
@@ -64,7 +70,8 @@ END_TO_END = {
             "test_a_bad_label_id_is_named",
             "test_training_and_export_say_they_need_the_tensorflow_backend",
             "test_the_readme_layer_example_trains_with_fit",
-            "test_batch_norm_statistics_are_the_global_batchs_under_jax_data_parallel")),
+            "test_batch_norm_statistics_are_the_global_batchs_under_jax_data_parallel",
+            "test_a_converted_ade20k_generator_gives_tensorflows_image_on_each_backend")),
         "converted reference networks, fit and batch norm in a JAX and a PyTorch process"),
 }
 

@@ -1,6 +1,7 @@
 """The layers and networks on JAX and PyTorch: the same ``.keras`` files give TensorFlow's
 outputs (1e-5) and the PyTorch reference's (1e-4), files saved there load here, the
-README's layer example trains with ``model.fit``, batch norm trains, bad ids are named.
+README's layer example trains with ``model.fit``, batch norm trains, bad ids are named, and
+a converted full-size ADE20K generator gives TensorFlow's image.
 
 Each backend runs in a process of its own (``KERAS_BACKEND``), one per backend for every
 check (tests/support/backend_worker.py). The quick test is in the default suite; the
@@ -21,12 +22,14 @@ from support import ROOT, import_torch
 from support.backend_worker import as_called, flat_outputs
 from support.processes import command_env
 from support.reference_checkpoints import (
+    calibrate_batch_norm_,
     tiny_config,
     torch_discriminator,
     torch_encoder,
     torch_generator,
 )
 
+from spade_tf.config import load_config
 from spade_tf.convert import convert_reference_checkpoints
 from spade_tf.layers import ParameterFreeBatchNorm, SemanticInput, SPADEResBlock
 from spade_tf.models import build_semantic_input
@@ -252,3 +255,44 @@ def test_a_spade_block_saved_under_tensorflow_runs_on_torch_and_ids_are_checked_
     on_jax = run_worker("jax", tmp_path, ("imports", "ids"), timeout=120)
     assert on_jax["imports"]["tensorflow"] is False
     assert "found id 9" in on_jax["ids"]["jit"] and on_jax["ids"]["jit_good"] is None
+
+
+def test_a_converted_ade20k_generator_gives_tensorflows_image_on_each_backend(tmp_path):
+    """The full-size ADE20K generator (configs/ade20k.yaml, 256x256) converted from the
+    reference: JAX and PyTorch give TensorFlow's image and the reference's.
+
+    At this depth float32 itself sets the bound: TensorFlow without oneDNN (its other CPU
+    kernels, same file) already differs from TensorFlow with it by ~1.6e-5 at the worst
+    pixel (AMD EPYC). So the largest difference may be up to 1.5 times that spread,
+    measured here, and the mean difference must be under 1e-5 (it is ~2e-6).
+    """
+    config = load_config(ROOT / "configs" / "ade20k.yaml")
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 151, (1, 16, 16)).repeat(16, 1).repeat(16, 2).astype(np.int32)
+    torch_semantic = reference.semantic_one_hot(labels, 151)
+    network = torch_generator(config)
+    calibrate_batch_norm_(network, torch_semantic)
+    reference.save_state_dict(network, str(tmp_path / "G.pth"))
+    folder = convert_reference_checkpoints(config, tmp_path / "ade20k",
+                                           generator=tmp_path / "G.pth")
+    with torch.no_grad():
+        expected = network(torch_semantic)
+    unsaturated = float(np.mean(np.abs(expected.numpy()) < 0.99))
+    assert unsaturated > 0.5, unsaturated  # an image, not a sign pattern
+    semantic = build_semantic_input(config.model)(labels).numpy()
+    (tmp_path / "models.json").write_text(json.dumps({"generator": _add_model(
+        tmp_path, "generator", keras.saving.load_model(folder / "generator.keras"),
+        {"semantic": semantic}, [expected])}))
+    run_worker("tensorflow", tmp_path, ("models",), TF_ENABLE_ONEDNN_OPTS="0")
+    for backend in BACKENDS:
+        run_worker(backend, tmp_path, ("models",))
+    image = {source: np.load(tmp_path / f"generator_{source}.npz")["out0"].astype(np.float64)
+             for source in ("tf", "torch", "tensorflow", *BACKENDS)}
+    tensorflow_spread = np.abs(image["tensorflow"] - image["tf"]).max()
+    assert tensorflow_spread < 1e-4, tensorflow_spread
+    for backend in BACKENDS:
+        for source, bound in (("tf", max(SAME_FILE_TOLERANCE, 1.5 * tensorflow_spread)),
+                              ("torch", REFERENCE_TOLERANCE)):
+            difference = np.abs(image[backend] - image[source])
+            assert difference.max() < bound, (backend, source, difference.max(), bound)
+            assert difference.mean() < SAME_FILE_TOLERANCE, (backend, source, difference.mean())

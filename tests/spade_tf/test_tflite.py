@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
+from support import ROOT, import_torch
 
 from spade_cli.export import main as export_main
 from spade_cli.synthesize import main as synthesize_main
@@ -177,3 +178,104 @@ def test_a_clade_generator_converts_with_builtins_and_matches():
                          training=False).numpy()
     assert expected.std() > 0.1
     np.testing.assert_allclose(got, expected, atol=1e-4)
+
+
+def _builtins_only(model: bytes) -> None:
+    names = tflite.operator_names(model)
+    assert "CONV_2D" in names, names
+    assert not [name for name in names if name.startswith("custom:")], names
+    assert "VAR_HANDLE" not in names
+
+
+def _level_differences(images: dict, against: np.ndarray) -> dict:
+    """Each image's difference from ``against`` in uint8 levels: (max, mean)."""
+    return {name: (int(np.abs(image.astype(int) - against).max()),
+                   float(np.abs(image.astype(int) - against).mean()))
+            for name, image in images.items()}
+
+
+def test_the_demo_models_files_are_builtins_only_and_give_its_saved_models_image(tmp_path):
+    """configs/demo.yaml's generator (what ``make demo`` trains), with batch-norm statistics
+    and an image spread as a trained one's: the model folder exported both ways."""
+    from support.models import calibrated_generator
+
+    from spade_tf.config import load_config
+    from spade_tf.export import export_model
+    from spade_tf.model_dir import ModelDir, save_model_dir
+
+    config = load_config(ROOT / "configs" / "demo.yaml")
+    semantic = build_semantic_input(config.model)
+    generator = calibrated_generator(
+        config.model, lambda step: {"semantic": semantic(*_maps(config.model, seed=step))})
+    labels, instances = _maps(config.model, seed=99)
+    folder = save_model_dir(tmp_path / "demo", ModelDir(config, generator))
+    version = export_model(folder, tmp_path / "exports", "demo", warmup=False)
+    served = tf.saved_model.load(str(version)).signatures[sig.DEFAULT_SIGNATURE](
+        label_ids=tf.constant(labels), instance_ids=tf.constant(instances))[sig.IMAGE].numpy()
+    assert served.std() > 20  # levels: an image, not a saturated sign pattern
+    images = {}
+    for quantization in tflite.QUANTIZATIONS:
+        path = tflite.export_tflite(folder, tmp_path / "exports", "demo", quantization)
+        _builtins_only(path.read_bytes())
+        images[quantization] = tflite.TFLiteRunner(path).run(labels, instances)
+    levels = _level_differences(images, served.astype(int))
+    assert levels["float32"][0] <= 1, levels
+    assert levels["float16"][1] < 0.02 * 255, levels
+    assert levels["int8"][1] < 0.1 * 255, levels
+
+
+def test_a_converted_ade20k_generator_is_builtins_only_and_matches(tmp_path):
+    """The full-size ADE20K generator converted from the reference (calibrated batch norm,
+    so the image is not saturated): float32 to 1e-4, float16 within 0.02, int8 bounded."""
+    from support.reference_checkpoints import calibrate_batch_norm_, torch_generator
+
+    from spade_tf.config import load_config
+    from spade_tf.convert import convert_reference_checkpoints
+    from spade_tf.testing import torch_reference as reference
+
+    import_torch()
+    config = load_config(ROOT / "configs" / "ade20k.yaml")
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 151, (1, 16, 16)).repeat(16, 1).repeat(16, 2).astype(np.int32)
+    network = calibrate_batch_norm_(torch_generator(config),
+                                    reference.semantic_one_hot(labels, 151))
+    reference.save_state_dict(network, str(tmp_path / "G.pth"))
+    folder = convert_reference_checkpoints(config, tmp_path / "ade20k",
+                                           generator=tmp_path / "G.pth")
+    loaded = load_for_inference(folder, "float32")
+    semantic = build_semantic_input(config.model)(labels)
+    expected = loaded.generator({"semantic": semantic}, training=False).numpy()
+    assert np.mean(np.abs(expected) < 0.99) > 0.5  # an image, not a sign pattern
+    outputs = {}
+    for quantization in tflite.QUANTIZATIONS:
+        raw = tflite.convert(loaded.generator, config.model, quantization, raw=True)
+        _builtins_only(raw)
+        outputs[quantization] = _interpreter(raw)(label_ids=labels)[sig.IMAGE]
+    np.testing.assert_allclose(outputs["float32"], expected, atol=1e-4)
+    float16 = np.abs(outputs["float16"] - expected) / 2  # in [0, 1] image units
+    assert float16.mean() < 0.02 and (float16 > 0.02).mean() < 0.05, float16.mean()
+    int8 = np.abs(outputs["int8"] - expected) / 2
+    assert int8.mean() < 0.05, (int8.max(), int8.mean())
+
+
+def test_the_command_keeps_litert_s_delegate_notice_off_stderr(tmp_path):
+    """LiteRT's C++ runtime announces XNNPACK on stderr whatever TensorFlow's log level;
+    spade-synthesize hides that line unless SPADE_TF_VERBOSE=1, as TensorFlow's."""
+    from support.processes import run_command
+
+    from spade_tf.config import Config, ModelConfig
+    from spade_tf.model_dir import ModelDir, save_model_dir
+    from spade_tf.models import build_generator
+
+    config = Config(model=ModelConfig(num_classes=3, crop_size=32, base_filters=2,
+                                      spade_hidden_filters=4))
+    folder = save_model_dir(tmp_path / "model", ModelDir(config, build_generator(config.model)))
+    path = tflite.export_tflite(folder, tmp_path, "tiny")
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(tmp_path / "map.png")
+    args = ["--tflite", path, "--labels", tmp_path / "map.png", "--overwrite",
+            "--out", tmp_path / "out.png"]
+    quiet = run_command("spade-synthesize", *args)
+    assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
+    verbose = run_command("spade-synthesize", *args, SPADE_TF_VERBOSE="1")
+    assert verbose.returncode == 0
+    assert "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." in verbose.stderr

@@ -8,7 +8,8 @@ of a backend costs seconds. Checks:
 
 - ``imports``: which heavy frameworks importing the layers and networks loaded;
 - ``models``: every ``<name>.keras`` in ``models.json`` loaded and run on its inputs
-  (``<name>_inputs.npz``), differences to each expected ``<name>_<source>.npz``;
+  (``<name>_inputs.npz``), differences to each expected ``<name>_<source>.npz``; the
+  outputs written as ``<name>_<backend>.npz``;
 - ``save``: those models saved again under this backend (``<backend>/<name>.keras``), for
   the way back (Keras's saving imports TensorFlow where it is installed, seconds: apart);
 - ``semantic``: ``SemanticInput`` on the labels of ``semantic.npz``;
@@ -81,6 +82,8 @@ def check_models(job: Path) -> dict:
         model = _LOADED[name] = keras.saving.load_model(job / f"{name}.keras")
         inputs = _tensors(np.load(job / f"{name}_inputs.npz"))
         actual = flat_outputs(model(as_called(inputs), training=False))
+        np.savez(job / f"{name}_{BACKEND}.npz",
+                 **{f"out{index}": array for index, array in enumerate(actual)})
         results[name] = {}
         for source in sources:
             expected = np.load(job / f"{name}_{source}.npz")

@@ -6,6 +6,7 @@ use them too); they are re-exported here for the tests.
 
 from spade_tf.config import Config, ModelConfig
 from spade_tf.testing.torch_reference.weights import (  # noqa: F401 (re-exported for the tests)
+    calibrate_batch_norm_,
     torch_discriminator,
     torch_encoder,
     torch_generator,

@@ -69,6 +69,20 @@ def randomize_(module: nn.Module, seed: int, power_iterations: int = 3) -> nn.Mo
     return module.eval()
 
 
+@torch.no_grad()
+def calibrate_batch_norm_(network: nn.Module, *inputs: torch.Tensor) -> nn.Module:
+    """Give every batch norm the running statistics of one training call on ``inputs``, as
+    a trained network's are of its data: random (or 0 and 1) statistics normalize nothing,
+    activations grow block after block and a generator's image is +-1 almost everywhere,
+    which hides differences. Returns the network in eval mode."""
+    for norm in network.modules():
+        if isinstance(norm, nn.BatchNorm2d):
+            norm.reset_running_stats()
+            norm.momentum = None  # a cumulative average: this one batch's statistics
+    network.train()(*inputs)
+    return network.eval()
+
+
 # -- networks for a spade_tf config, randomised (parity tests, benchmarks) ---------------
 
 
