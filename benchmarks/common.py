@@ -73,13 +73,20 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]],
 
 
 def run_script(main: Callable[[], object]) -> None:
-    """Run a benchmark's ``main``; Ctrl-C ends in one line and exit status 130, not a
-    traceback (figures are written only at the end, so nothing half-written is left)."""
+    """Run a benchmark's ``main``; Ctrl-C ends in one line and exit status 130, a mistake
+    the library names (a missing model folder, a map of the wrong size) in one line and 2,
+    not a traceback (figures are written only at the end: nothing half-written is left)."""
+    from spade_tf.errors import SpadeError
+
+    name = Path(sys.argv[0]).name
     try:
         main()
     except KeyboardInterrupt:
-        print(f"{Path(sys.argv[0]).name}: interrupted; no figures written", file=sys.stderr)
+        print(f"{name}: interrupted; no figures written", file=sys.stderr)
         sys.exit(130)
+    except SpadeError as error:
+        print(f"{name}: error: {error}", file=sys.stderr)
+        sys.exit(error.exit_status)
 
 
 # -- timing ---------------------------------------------------------------------------

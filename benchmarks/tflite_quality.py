@@ -57,13 +57,14 @@ def synthesize_all(model_dir: Path, labels: Path, instances: Path | None, limit:
     progress(f"exporting {model_dir} as a SavedModel")
     backends = {"saved_model": SavedModelBackend(
         export_model(model_dir, work, "model", warmup=False, precision="float32"))}
+    info = backends["saved_model"].info
+    # The maps read and checked before the slower exports: a wrong folder fails now.
+    maps = [load_map(item, info, resize=None)
+            for item in list_map_files(labels, instances, info.use_instance_edges)[:limit]]
     for quantization in QUANTIZATIONS:
         progress(f"exporting {model_dir} as {quantization} .tflite")
         backends[quantization] = TFLiteBackend(export_tflite(model_dir, work, "model",
                                                              quantization))
-    info = backends["saved_model"].info
-    maps = [load_map(item, info, resize=None)
-            for item in list_map_files(labels, instances, info.use_instance_edges)[:limit]]
     seed = 0 if info.use_vae else None
     images = {variant: np.concatenate([
         backend.synthesize(loaded.labels[None], None if loaded.instances is None
