@@ -42,6 +42,7 @@ BACKENDS = ("jax", "torch")
 # Model outputs: the largest difference over the output's scale (at least 1; backend_worker).
 SAME_FILE_TOLERANCE = 1e-5
 REFERENCE_TOLERANCE = 1e-4
+NETWORKS = ("generator", "discriminator", "vae_generator", "encoder", "more_generator")
 # needs_tensorflow last: it imports TensorFlow.
 ALL_CHECKS = ("imports", "models", "save", "semantic", "ids", "batch_norm", "fit",
               "needs_tensorflow")
@@ -88,11 +89,14 @@ def _add_model(job, name: str, model, inputs: dict, torch_outputs=None) -> list:
 
 def _reference_networks(job) -> dict:
     """Randomised reference networks converted under TF: G (instance edges, don't-care),
-    D, and a VAE G with its encoder; returns models.json's content."""
+    D, a VAE G with its encoder, and a G of "more" upsampling; returns models.json's
+    content."""
     config, vae_config = tiny_config(), tiny_config(use_vae=True)
+    more_config = tiny_config(num_upsampling_layers="more")
     paths = {}
     for name, network in (("G", torch_generator(config)), ("D", torch_discriminator(config)),
-                          ("VG", torch_generator(vae_config)), ("E", torch_encoder(vae_config))):
+                          ("VG", torch_generator(vae_config)), ("E", torch_encoder(vae_config)),
+                          ("MG", torch_generator(more_config))):
         paths[name] = job / f"{name}.pth"
         reference.save_state_dict(network, str(paths[name]))
         paths[name + "_network"] = network
@@ -100,6 +104,7 @@ def _reference_networks(job) -> dict:
                                           discriminator=paths["D"])
     vae = convert_reference_checkpoints(vae_config, job / "vae", generator=paths["VG"],
                                         encoder=paths["E"])
+    more = convert_reference_checkpoints(more_config, job / "more", generator=paths["MG"])
     labels, instances = _labels(config)
     semantic = build_semantic_input(config.model)(labels, instances).numpy()
     torch_semantic = reference.semantic_one_hot(
@@ -126,6 +131,9 @@ def _reference_networks(job) -> dict:
                 [paths["VG_network"](torch_semantic, torch.from_numpy(latent))]),
             "encoder": _add_model(job, "encoder", load(vae / "encoder.keras"), {"image": image},
                                   [log_variance, mean]),  # sorted keys: log_variance, mean
+            "more_generator": _add_model(job, "more_generator", load(more / "generator.keras"),
+                                         {"semantic": semantic},
+                                         [paths["MG_network"](torch_semantic)]),
         }
 
 
@@ -169,7 +177,7 @@ def test_layers_and_networks_import_without_tensorflow(results, backend):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_files_saved_under_tensorflow_give_its_outputs_and_the_references(results, backend):
     models = results[backend]["models"]
-    assert set(models) == {"generator", "discriminator", "vae_generator", "encoder"}
+    assert set(models) == set(NETWORKS)
     for name, differences in models.items():
         assert differences["tf"] < SAME_FILE_TOLERANCE, (name, differences)
         assert differences["torch"] < REFERENCE_TOLERANCE, (name, differences)
@@ -177,7 +185,7 @@ def test_files_saved_under_tensorflow_give_its_outputs_and_the_references(result
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_files_saved_there_load_under_tensorflow(results, job, backend):
-    for name in ("generator", "discriminator", "vae_generator", "encoder"):
+    for name in NETWORKS:
         model = keras.saving.load_model(job / backend / f"{name}.keras")
         inputs = dict(np.load(job / f"{name}_inputs.npz"))
         expected = np.load(job / f"{name}_tf.npz")
