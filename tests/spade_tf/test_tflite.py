@@ -107,21 +107,23 @@ def test_the_uint8_image_is_the_saved_models(exports, tmp_path):
     assert difference.max() <= 1 and (difference > 0).mean() < 0.001
 
 
-def test_spade_synthesize_gives_the_exports_images(vae_files, tmp_path):
+def test_spade_synthesize_gives_the_export_s_and_the_model_folder_s_images(vae_files, tmp_path):
     export, files = vae_files
     labels, instances = _maps(export.model, seed=2)
     label_file, instance_file = tmp_path / "map.png", tmp_path / "map_instance.png"
     Image.fromarray(labels[0].astype(np.uint8)).save(label_file)
     Image.fromarray(instances[0].astype(np.uint8)).save(instance_file)
     images = {}
-    for option, source in (("--tflite", files["float32"]), ("--export", export.version_dir)):
+    for option, source in (("--tflite", files["float32"]), ("--export", export.version_dir),
+                           ("--model-dir", export.model_dir)):
         out = tmp_path / f"{option[2:]}.png"
         assert synthesize_main([option, str(source), "--labels", str(label_file),
                                 "--instances", str(instance_file), "--seed", "3",
                                 "--out", str(out)]) == 0
         images[option] = np.asarray(Image.open(out)).astype(int)
-    difference = np.abs(images["--tflite"] - images["--export"])
-    assert difference.max() <= 1 and (difference > 0).mean() < 0.001
+    for other in ("--export", "--model-dir"):
+        difference = np.abs(images["--tflite"] - images[other])
+        assert difference.max() <= 1 and (difference > 0).mean() < 0.001, other
 
 
 def test_the_commands_mistakes_end_in_one_line(vae_files, tmp_path, capsys):
