@@ -39,18 +39,21 @@ def test_generator_contract(use_vae, tmp_path):
 @pytest.mark.parametrize("mode, height, width, aspect", [
     ("normal", 64, 64, 1.0), ("more", 64, 128, 2.0), ("most", 128, 128, 1.0)])
 def test_generator_upsampling_modes(mode, height, width, aspect):
+    keras.utils.set_random_seed(0)  # weights and map (np.random) the same every run
     generator = SPADEGenerator(5, crop_size=width, aspect_ratio=aspect,
                                num_upsampling_layers=mode, base_filters=4,
                                spade_hidden_filters=4)
     inputs = {"semantic": _semantic(1, height, width)}
     # The image is tanh of conv_img's output (a bound like |image| <= 1 cannot fail: any
-    # squashing passes it). conv_img is scaled so its output spans about [-3, 3], where
-    # tanh differs from the identity, a clip or a sigmoid.
+    # squashing passes it). conv_img is scaled so that a tenth of its outputs lie beyond
+    # +-2, where tanh differs from the identity, a clip or a sigmoid. (Scaling by the
+    # largest output instead left, for some draws, under 1% of them beyond +-1.)
     conv_img = generator.get_layer("conv_img")
     before_tanh = keras.Model(generator.inputs, conv_img.output)
-    conv_img.kernel.assign(conv_img.kernel * (3.0 / np.abs(before_tanh(inputs)).max()))
+    spread = np.percentile(np.abs(before_tanh(inputs).numpy()), 90)
+    conv_img.kernel.assign(conv_img.kernel * (2.0 / spread))
     pre = before_tanh(inputs).numpy()
-    assert np.abs(pre).max() > 2.9 and np.mean(np.abs(pre) > 1.0) > 0.01
+    assert np.mean(np.abs(pre) > 1.0) > 0.1 and np.abs(pre).max() > 2.0
     image = generator(inputs).numpy()
     assert image.shape == (1, height, width, 3)
     np.testing.assert_allclose(image, np.tanh(pre), atol=1e-6)
