@@ -11,6 +11,7 @@ from spade_cli.app import (
     new_parser,
     run,
 )
+from spade_tf.layout import TFLITE_QUANTIZATIONS
 
 EXAMPLE = """examples:
   spade-export --model-dir runs/ade20k --export-base exports/ --model-name spade
@@ -36,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="saved_model (TF Serving, spade-serve; the default) or tflite: "
                              "<export-base>/<model-name>[.<quantization>].tflite for phones "
                              "and edge devices (builtin operators only, batch 1)")
-    parser.add_argument("--quantization", choices=("float32", "float16", "int8"),
+    parser.add_argument("--quantization", choices=TFLITE_QUANTIZATIONS,
                         help="with --format tflite: float32 (default), float16 weights (half "
                              "the size) or int8 dynamic-range weights (a quarter)")
     parser.add_argument("--version", type=int, help="version number (default: next free)")

@@ -365,9 +365,8 @@ def export_model(model_dir: str | os.PathLike, export_base: str | os.PathLike,
             f"{model_dir}: the generator takes {loaded.generator.semantic_channels} semantic "
             f"channels but its config.yaml describes {model_config.semantic_channels}.")
     if getattr(loaded.generator, "use_vae", False) and loaded.encoder is None:
-        encoder_file = layout.NETWORK_FILES[layout.WEIGHT_ROLES[loaded.weights][1]]
-        raise ExportError(f"{model_dir}: the generator is a VAE one but {encoder_file} is "
-                          "missing.")
+        raise ExportError(f"{model_dir}: the generator is a VAE one but "
+                          f"{layout.encoder_file(loaded.weights)} is missing.")
     generator = loaded.generator
     encoder = loaded.encoder if model_config.use_vae else None
     version = version if version is not None else layout.next_version(model_base)
@@ -379,16 +378,11 @@ def export_model(model_dir: str | os.PathLike, export_base: str | os.PathLike,
         generator, encoder, model_config,
         export_config.max_batch_size if max_batch_size is None else int(max_batch_size),
         export_config.max_pixels if max_pixels is None else int(max_pixels))
-    metadata = ExportMetadata(
-        model_name=model_name, version=version, image_size=module.image_size,
-        num_classes=model_config.num_classes,
-        use_dontcare_label=model_config.use_dontcare_label,
-        dontcare_label=model_config.dontcare_label,
-        use_instance_edges=model_config.use_instance_edges, use_vae=model_config.use_vae,
-        latent_dim=model_config.latent_dim, max_batch_size=module.max_batch_size,
-        max_pixels=module.max_pixels, precision=precision,
-        signatures=tuple(module.signature_names()),
-        classes=loaded.config.classes().to_dict(), weights=loaded.weights)
+    metadata = ExportMetadata.of_model(
+        loaded.config, model_name=model_name, version=version,
+        max_batch_size=module.max_batch_size, max_pixels=module.max_pixels,
+        precision=precision, signatures=tuple(module.signature_names()),
+        weights=loaded.weights)
     module.metadata_json = metadata.to_json()
     # Folders this export creates, removed again if it fails (an existing one is kept).
     created = [folder for folder in (model_base, *model_base.parents) if not folder.exists()]

@@ -18,6 +18,7 @@ from typing import Any
 
 from spade_tf.errors import SpadeError
 from spade_tf.label_space import LabelSpace
+from spade_tf.layout import WEIGHTS
 
 SCHEMA_VERSION = 1
 
@@ -48,6 +49,19 @@ class ExportMetadata:
     # "raw" (as trained; what files written before the key existed hold).
     weights: str = "raw"
     schema_version: int = SCHEMA_VERSION
+
+    @classmethod
+    def of_model(cls, config: Any, **export: Any) -> ExportMetadata:
+        """The metadata of an export of a model folder whose settings are ``config`` (a
+        :class:`~spade_tf.config.Config`): what the model takes from it, and ``export``'s
+        keys (model_name, version, max_batch_size, max_pixels, precision, signatures,
+        weights) from the export."""
+        model = config.model
+        return cls(image_size=tuple(model.image_size), num_classes=model.num_classes,
+                   use_dontcare_label=model.use_dontcare_label,
+                   dontcare_label=model.dontcare_label,
+                   use_instance_edges=model.use_instance_edges, use_vae=model.use_vae,
+                   latent_dim=model.latent_dim, classes=config.classes().to_dict(), **export)
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -80,8 +94,9 @@ class ExportMetadata:
             values[field.name] = data[field.name]
         values["image_size"] = _pair(values["image_size"], where)
         values["signatures"] = tuple(values["signatures"])
-        if values.get("weights", "raw") not in ("ema", "raw"):
-            raise MetadataError(f"{where}: weights must be 'ema' or 'raw', not "
+        if values.get("weights", "raw") not in WEIGHTS:
+            allowed = " or ".join(repr(name) for name in WEIGHTS)
+            raise MetadataError(f"{where}: weights must be {allowed}, not "
                                 f"{values['weights']!r}.")
         for name in ("version", "num_classes", "dontcare_label", "latent_dim",
                      "max_batch_size", "max_pixels"):

@@ -46,6 +46,10 @@ SAMPLES_DIR = "samples"
 # Where training stages the networks of a finished epoch before renaming them into place.
 NETWORK_STAGING_DIR = ".networks.tmp"
 
+# spade-export --format tflite: <export_base>/<model_name>[.<quantization>].tflite
+TFLITE_QUANTIZATIONS = ("float32", "float16", "int8")
+TFLITE_SUFFIX = ".tflite"
+
 SAVED_MODEL_FILE = "saved_model.pb"
 # Only plain ASCII digits name a version ("12"); anything else is not a version folder.
 VERSION_NAME = re.compile(r"[0-9]+")
@@ -82,3 +86,15 @@ def next_version(model_base: Path) -> int:
     except OSError:
         taken = []
     return max(taken, default=0) + 1
+
+
+def encoder_file(weights: str) -> str:
+    """The encoder file that goes with ``weights`` ("raw" or "ema")."""
+    return NETWORK_FILES[WEIGHT_ROLES[weights][1]]
+
+
+def tflite_path(export_base: str | Path, model_name: str, quantization: str) -> Path:
+    """Where ``spade-export --format tflite`` writes: ``<base>/<name>.tflite`` for float32,
+    ``<base>/<name>.<quantization>.tflite`` otherwise."""
+    middle = "" if quantization == "float32" else f".{quantization}"
+    return Path(export_base) / f"{model_name}{middle}{TFLITE_SUFFIX}"

@@ -41,24 +41,23 @@ from spade_tf.errors import SpadeError
 from spade_tf.export_metadata import ExportMetadata, MetadataError
 from spade_tf.inference_loader import load_for_inference
 from spade_tf.inference_rules import to_uint8
+from spade_tf.layout import TFLITE_QUANTIZATIONS, tflite_path
 from spade_tf.models import build_semantic_input
 
-QUANTIZATIONS = ("float32", "float16", "int8")
+QUANTIZATIONS = TFLITE_QUANTIZATIONS  # spade_tf.layout names the files
 # The flatbuffer metadata entry that holds the export's metadata JSON.
 METADATA_NAME = "spade_model"
 LATENT = "latent"
-SUFFIX = ".tflite"
 
 
 class TFLiteError(SpadeError, ValueError):
     """A TFLite export or file that cannot be made or read, with the reason."""
 
 
-def tflite_path(export_base: str | os.PathLike, model_name: str, quantization: str) -> Path:
-    """Where ``spade-export --format tflite`` writes: ``<base>/<name>.tflite`` for float32,
-    ``<base>/<name>.<quantization>.tflite`` otherwise."""
-    middle = "" if quantization == "float32" else f".{quantization}"
-    return Path(export_base) / f"{model_name}{middle}{SUFFIX}"
+def _check_quantization(quantization: str) -> None:
+    if quantization not in QUANTIZATIONS:
+        raise TFLiteError(f"quantization {quantization!r} is unknown: expected one of "
+                          f"{list(QUANTIZATIONS)}.")
 
 
 def _generation_function(generator, model_config, raw: bool = False):
@@ -90,9 +89,7 @@ def _generation_function(generator, model_config, raw: bool = False):
 def convert(generator, model_config, quantization: str = "float32",
             raw: bool = False) -> bytes:
     """``generator`` (float32, spectral norm folded) -> ``.tflite`` bytes, builtins only."""
-    if quantization not in QUANTIZATIONS:
-        raise TFLiteError(f"quantization {quantization!r} is unknown: expected one of "
-                          f"{list(QUANTIZATIONS)}.")
+    _check_quantization(quantization)
     function = _generation_function(generator, model_config, raw)
     # The function reads the Keras variables' underlying tf.Variables: a module that tracks
     # them lets the converter freeze them into constants (the generator itself does not
@@ -146,9 +143,7 @@ def export_tflite(model_dir: str | os.PathLike, export_base: str | os.PathLike,
                   checkpoint: str | int | None = None, weights: str | None = None) -> Path:
     """Write ``model_dir``'s generator as ``tflite_path(export_base, model_name,
     quantization)``; returns the path. An existing file is refused (remove it first)."""
-    if quantization not in QUANTIZATIONS:
-        raise TFLiteError(f"--quantization {quantization}: expected one of "
-                          f"{list(QUANTIZATIONS)}.")
+    _check_quantization(quantization)  # before the (slow) loading
     target = tflite_path(export_base, model_name, quantization)
     if target.exists():
         raise TFLiteError(f"{target} exists already: remove it, or pick another "
@@ -159,15 +154,9 @@ def export_tflite(model_dir: str | os.PathLike, export_base: str | os.PathLike,
     unsupported = [name for name in operator_names(model) if name.startswith("custom:")]
     if unsupported:  # TFLITE_BUILTINS alone should make this impossible: say so if not
         raise TFLiteError(f"the converted model needs non-builtin operators {unsupported}.")
-    metadata = ExportMetadata(
-        model_name=model_name, version=1, image_size=tuple(model_config.image_size),
-        num_classes=model_config.num_classes,
-        use_dontcare_label=model_config.use_dontcare_label,
-        dontcare_label=model_config.dontcare_label,
-        use_instance_edges=model_config.use_instance_edges, use_vae=model_config.use_vae,
-        latent_dim=model_config.latent_dim, max_batch_size=1, max_pixels=0,
-        precision="float32", signatures=(sig.DEFAULT_SIGNATURE,),
-        classes=loaded.config.classes().to_dict(), weights=loaded.weights)
+    metadata = ExportMetadata.of_model(
+        loaded.config, model_name=model_name, version=1, max_batch_size=1, max_pixels=0,
+        precision="float32", signatures=(sig.DEFAULT_SIGNATURE,), weights=loaded.weights)
     data = {**metadata.to_dict(), "format": "tflite", "quantization": quantization}
     try:
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -123,11 +123,11 @@ def generate_images(model_dir: str | os.PathLike, data_dir: str | os.PathLike,
     networks = load_for_inference(model_dir, precision, weights=weights)
     model = networks.config.model
     if model.use_vae and networks.encoder is None and latent == "encode":
-        from spade_tf.layout import NETWORK_FILES, WEIGHT_ROLES
+        from spade_tf.layout import encoder_file
 
-        encoder_file = NETWORK_FILES[WEIGHT_ROLES[networks.weights][1]]
-        raise EvaluationError(f"{model_dir} is a VAE model without {encoder_file}, so the "
-                              "latent cannot be encoded from the photos; use latent 'random'.")
+        raise EvaluationError(f"{model_dir} is a VAE model without "
+                              f"{encoder_file(networks.weights)}, so the latent cannot be "
+                              "encoded from the photos; use latent 'random'.")
     files, batches, total = _dataset(data_dir, networks.config, batch_size, limit)
     semantic_input = build_semantic_input(model)
     names: list[str] = []

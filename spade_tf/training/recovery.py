@@ -28,6 +28,11 @@ from spade_tf.training.run_folder import place_staged
 _PRECISIONS = {"float32": "float32", "mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}
 
 
+def _number(checkpoint: str) -> int:
+    """The N of a checkpoint path ``.../ckpt-N`` (what load_model_dir's ``checkpoint`` takes)."""
+    return int(checkpoint.rsplit("-", 1)[-1])
+
+
 def network_problems(model_dir: Path, config: Config,
                      checkpoint: str | None = None) -> dict[str, str]:
     """The network files a finished run of ``config`` holds that are missing or damaged:
@@ -36,7 +41,7 @@ def network_problems(model_dir: Path, config: Config,
     encoders = ["encoder"] if config.model.use_vae else []
     roles = ["generator", "discriminator", *encoders]
     if config.train.ema_decay > 0 and (checkpoint is None or has_average(
-            model_dir, int(checkpoint.rsplit("-", 1)[-1]))):
+            model_dir, _number(checkpoint))):
         roles += [f"{role}_ema" for role in ["generator", *encoders]]
     problems = {role: network_file_problem(model_dir / NETWORK_FILES[role]) for role in roles}
     return {role: problem for role, problem in problems.items() if problem is not None}
@@ -69,10 +74,9 @@ def rewrite_damaged_networks(model_dir: str | os.PathLike, config: Config,
         if not (model_dir / CONFIG_FILE).is_file():  # the networks are built from it
             write_text(model_dir / CONFIG_FILE, config.with_class_table().to_yaml())
             written[CONFIG_FILE] = "missing"
-        step = int(checkpoint.rsplit("-", 1)[-1])
         loaded = load_model_dir(model_dir, networks=tuple(dict.fromkeys(["generator",
                                                                          *problems])),
-                                checkpoint=step,
+                                checkpoint=_number(checkpoint),
                                 precision=_PRECISIONS[config.train.mixed_precision])
         if "generator_ema" in problems and reestimate is not None:
             reestimate(loaded.generator_ema)
