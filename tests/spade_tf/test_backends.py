@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from support import ROOT, import_torch
-from support.backend_worker import as_called, flat_outputs
+from support.backend_worker import as_called, flat_outputs, save_outputs
 from support.processes import command_env
 from support.reference_checkpoints import (
     calibrate_batch_norm_,
@@ -57,10 +57,6 @@ def run_worker(backend: str, job, checks, timeout: float = 600, **env: str) -> d
     return json.loads((job / f"result_{backend}.json").read_text())
 
 
-def _save_outputs(path, arrays) -> None:
-    np.savez(path, **{f"out{index}": array for index, array in enumerate(arrays)})
-
-
 def _nhwc(tensor) -> np.ndarray:
     array = tensor.numpy()
     return array.transpose(0, 2, 3, 1) if array.ndim == 4 else array
@@ -79,10 +75,10 @@ def _add_model(job, name: str, model, inputs: dict, torch_outputs=None) -> list:
     """``name``.keras with its inputs and TF's outputs (and the reference's) in ``job``."""
     model.save(job / f"{name}.keras")
     np.savez(job / f"{name}_inputs.npz", **inputs)
-    _save_outputs(job / f"{name}_tf.npz", flat_outputs(model(as_called(inputs), training=False)))
+    save_outputs(job / f"{name}_tf.npz", flat_outputs(model(as_called(inputs), training=False)))
     sources = ["tf"]
     if torch_outputs is not None:
-        _save_outputs(job / f"{name}_torch.npz", [_nhwc(t) for t in torch_outputs])
+        save_outputs(job / f"{name}_torch.npz", [_nhwc(t) for t in torch_outputs])
         sources.append("torch")
     return sources
 

@@ -27,6 +27,17 @@ def _maps(model, seed=0):
     return labels, instances
 
 
+def _builtins_only(model: bytes) -> list[str]:
+    """Asserts what every exported file must be; returns its operator names."""
+    names = tflite.operator_names(model)
+    # No Select TF (Flex) or custom operators: the GPU and NNAPI delegates run these.
+    assert "CONV_2D" in names and not [name for name in names
+                                       if name.startswith("custom:")], names
+    # Weights frozen into the file (not left as resource variables to read).
+    assert "VAR_HANDLE" not in names and "READ_VARIABLE" not in names
+    return names
+
+
 def _interpreter(model: bytes):
     from ai_edge_litert.interpreter import Interpreter
 
@@ -51,12 +62,7 @@ def test_builtin_operators_only_and_the_metadata_inside(vae_files):
     for quantization, path in files.items():
         model = path.read_bytes()
         sizes[quantization] = len(model)
-        names = tflite.operator_names(model)
-        # No Select TF (Flex) or custom operators: the GPU and NNAPI delegates run these.
-        assert "CONV_2D" in names and not [name for name in names
-                                           if name.startswith("custom:")], names
-        # Weights frozen into the file (not left as resource variables to read).
-        assert "VAR_HANDLE" not in names and "READ_VARIABLE" not in names
+        _builtins_only(model)
         metadata = tflite.read_metadata(model)
         assert metadata["format"] == "tflite" and metadata["quantization"] == quantization
         assert metadata["image_size"] == [64, 64] and metadata["use_vae"]
@@ -173,8 +179,7 @@ def test_a_clade_generator_converts_with_builtins_and_matches():
             variable.assign(np.random.default_rng(1).normal(1, 0.5, variable.shape))
     labels, instances = _maps(model, seed=4)
     raw = tflite.convert(generator, model, raw=True)
-    names = tflite.operator_names(raw)
-    assert "GATHER" in names and not [name for name in names if name.startswith("custom:")]
+    assert "GATHER" in _builtins_only(raw)
     got = _interpreter(raw)(label_ids=labels, instance_ids=instances)[sig.IMAGE]
     expected = generator({"semantic": build_semantic_input(model)(labels, instances)},
                          training=False).numpy()
@@ -182,18 +187,11 @@ def test_a_clade_generator_converts_with_builtins_and_matches():
     np.testing.assert_allclose(got, expected, atol=1e-4)
 
 
-def _builtins_only(model: bytes) -> None:
-    names = tflite.operator_names(model)
-    assert "CONV_2D" in names, names
-    assert not [name for name in names if name.startswith("custom:")], names
-    assert "VAR_HANDLE" not in names
-
-
 def _level_differences(images: dict, against: np.ndarray) -> dict:
     """Each image's difference from ``against`` in uint8 levels: (max, mean)."""
-    return {name: (int(np.abs(image.astype(int) - against).max()),
-                   float(np.abs(image.astype(int) - against).mean()))
-            for name, image in images.items()}
+    differences = {name: np.abs(image.astype(int) - against) for name, image in images.items()}
+    return {name: (int(difference.max()), float(difference.mean()))
+            for name, difference in differences.items()}
 
 
 def test_the_demo_models_files_are_builtins_only_and_give_its_saved_models_image(tmp_path):

@@ -56,6 +56,11 @@ def flat_outputs(outputs) -> list[np.ndarray]:
     return [ops.convert_to_numpy(outputs)]
 
 
+def save_outputs(path, arrays) -> None:
+    """A network's outputs as ``out0``, ``out1`` ... in one ``.npz`` (what ``models`` reads)."""
+    np.savez(path, **{f"out{index}": array for index, array in enumerate(arrays)})
+
+
 def as_called(inputs: dict):
     """A dict of inputs, or the one input alone (a one-input model is called so)."""
     return inputs if len(inputs) > 1 else next(iter(inputs.values()))
@@ -82,8 +87,7 @@ def check_models(job: Path) -> dict:
         model = _LOADED[name] = keras.saving.load_model(job / f"{name}.keras")
         inputs = _tensors(np.load(job / f"{name}_inputs.npz"))
         actual = flat_outputs(model(as_called(inputs), training=False))
-        np.savez(job / f"{name}_{BACKEND}.npz",
-                 **{f"out{index}": array for index, array in enumerate(actual)})
+        save_outputs(job / f"{name}_{BACKEND}.npz", actual)
         results[name] = {}
         for source in sources:
             expected = np.load(job / f"{name}_{source}.npz")
