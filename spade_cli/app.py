@@ -4,7 +4,9 @@
   ``PROG: error: MESSAGE`` on one line and exits with its status (2), no traceback.
 - Ctrl-C (KeyboardInterrupt) prints ``PROG: interrupted`` and exits with 130, at any
   moment after this module is imported: in a command's own process, importing it holds
-  SIGINT until :func:`run` can answer it, so a Ctrl-C during start-up is not a traceback.
+  SIGINT until :func:`run` can answer it and TensorFlow is imported, so a Ctrl-C during
+  start-up is not a traceback; one Python swallowed in a callback is delivered again
+  (:func:`~spade_cli.quiet.redeliver_swallowed_interrupts`).
 - Anything else is a bug: its traceback is printed as usual.
 """
 
@@ -16,7 +18,13 @@ import os
 import sys
 from collections.abc import Callable
 
-from spade_cli.quiet import VERBOSE_ENV, hold_sigint, quiet_tensorflow, release_sigint
+from spade_cli.quiet import (
+    VERBOSE_ENV,
+    hold_sigint,
+    quiet_tensorflow,
+    redeliver_swallowed_interrupts,
+    release_sigint,
+)
 from spade_tf.errors import SpadeError
 
 VERBOSE_NOTE = f"TensorFlow's own log lines are hidden; {VERBOSE_ENV}=1 shows them."
@@ -61,9 +69,14 @@ def run(parser: argparse.ArgumentParser, command: Command, argv: list[str] | Non
     # KERAS_BACKEND chosen for the user's own JAX or PyTorch work must not reach them.
     # The .keras files are the same on every backend.
     os.environ["KERAS_BACKEND"] = "tensorflow"
+    redeliver_swallowed_interrupts()  # a Ctrl-C in a gc callback is not lost
     try:
-        release_sigint(_START_UP_HOLD)  # a Ctrl-C pressed during start-up surfaces here
-        quiet_tensorflow(import_tensorflow=uses_tensorflow(args))
+        try:  # TensorFlow's import inside the start-up hold too: a Ctrl-C in one of its
+            # C extensions' initialisers became an ImportError, one in JAX's gc callback
+            # (TensorFlow imports JAX where installed) was swallowed
+            quiet_tensorflow(import_tensorflow=uses_tensorflow(args))
+        finally:
+            release_sigint(_START_UP_HOLD)  # a Ctrl-C pressed during start-up surfaces here
         status = command(args)
     except SpadeError as error:
         label = f"{error.label}: " if error.label else ""

@@ -34,6 +34,7 @@ apply exactly as the user set them, and every line comes back.
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import importlib
 import logging
@@ -153,6 +154,33 @@ def release_sigint(held: set[signal.Signals] | None) -> None:
     """Undo :func:`hold_sigint`; a Ctrl-C that waited is raised now (KeyboardInterrupt)."""
     if held is not None:
         signal.pthread_sigmask(signal.SIG_SETMASK, held)
+
+
+def redeliver_swallowed_interrupts() -> None:
+    """Make a Ctrl-C that Python had to swallow arrive after all (idempotent).
+
+    A KeyboardInterrupt raised while a callback runs that Python cannot raise from (a
+    garbage-collector callback, a ``__del__``) is printed as "Exception ignored in ..."
+    with a traceback and dropped: the command went on to its end. TensorFlow imports JAX
+    where it is installed (tensorflow.lite), and JAX runs a callback at every collection,
+    so one Ctrl-C in a dozen was lost so. This ``sys.unraisablehook`` hands such an
+    interrupt back to the main thread, where it is raised in the command's own code;
+    every other unraisable error goes to the previous hook. From another thread: raised
+    from the hook itself (Python code too), it would be swallowed there again; should it
+    land in a callback once more, it comes back here and goes round again."""
+    if getattr(sys.unraisablehook, "redelivers_interrupts", False):
+        return
+    previous = sys.unraisablehook
+
+    def hook(unraisable) -> None:
+        if unraisable.exc_type is not None and issubclass(unraisable.exc_type,
+                                                          KeyboardInterrupt):
+            _thread.start_new_thread(_thread.interrupt_main, ())
+        else:
+            previous(unraisable)
+
+    hook.redelivers_interrupts = True
+    sys.unraisablehook = hook
 
 
 def _start_filter(noise: re.Pattern[str]) -> tuple[int, subprocess.Popen] | None:
